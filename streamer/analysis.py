@@ -1,0 +1,308 @@
+"""The divergence analysis engine: comparison rows in, divergence results streamed to disk.
+
+:class:`DivergenceAnalysis` counts every comparison row, turns each divergent one into a query for
+the :class:`~streamer.join.ContextJoin`, classifies each answer and streams the result, in
+comparison order, into the spools that :meth:`DivergenceAnalysis.publish` assembles into the
+divergence manifest and the markdown report. It owns no file-reading policy: the batch driver and
+the live follower feed it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator
+
+from . import report
+from .classify import Aggregates, Query, RowShapeError, classify, make_query
+from .decoders import dumps, loads
+from .index import Entry, entry_key
+from .join import ContextJoin, Evidence, answer_exactly
+from .payloads import compact_event, parse_time_us, part_event_type
+from .writer import AtomicFile, OrderedSpool, json_body
+
+ANALYZER_NAME = "streamer"
+#: Divergent rows answered per second pass (each pass reads the websocket files once).
+EXACT_BATCH = 20_000
+
+STRONGEST_RISK = ("Treating size-only divergence as harmless would overstate fidelity. Size differences "
+                  "affect depth and fillability even when best quotes match.")
+NEXT_STEP = ("Proceed to 10D only after accepting that this sample supports best-quote reconstruction while "
+             "depth-size fidelity still needs monitoring in a long-running websocket recorder.")
+CLASSIFICATION_NOTE = ("Classification is conservative. timing_or_feed_lag_likely means affected-price "
+                       "websocket price_change evidence was observed near the REST checkpoint; it does not "
+                       "prove causality.")
+
+
+def iso_z(value: dt.datetime | None = None) -> str:
+    """UTC time to the second, ``Z``-suffixed (the manifest's timestamps)."""
+    value = value or dt.datetime.now(dt.UTC)
+    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class DivergenceAnalysis:
+    """Aggregates, join and ordered output of one analysis run.
+
+    :param ws_names: the websocket files as the 10B manifest names them (context entries name
+        their file when there is more than one).
+    :param comparison_names: the comparison files likewise.
+    :param work_dir: a private directory for spools (removed by :meth:`close`).
+    """
+
+    def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
+                 comparison_names: list[str], work_dir: Path) -> None:
+        self.context_limit = context_limit
+        self.evidence_seconds = evidence_seconds
+        self.ws_names = ws_names
+        self.ws_index = {name: position for position, name in enumerate(ws_names)}
+        self.comparison_names = comparison_names
+        self.multi_ws = len(ws_names) > 1
+        self.multi_comparison = len(comparison_names) > 1
+        self.work_dir = work_dir
+        self.aggregates = Aggregates()
+        self.quote_or_membership_rows = 0
+        self.rows_without_context = 0
+        self.problems: list[tuple[int, int, str]] = []  # (comparison file, line, reason)
+        self._rows_file: IO[bytes] = open(work_dir / "divergence_rows.part", "wb")
+        self._refs_file: IO[bytes] = open(work_dir / "references.part", "wb")
+        self._report_file: IO[bytes] = open(work_dir / "report_rows.part", "wb")
+        self._first_output = True
+        self.spool = OrderedSpool(self._write_record, 3, work_dir)
+        self.next_seq = 0
+        self._misses: IO[bytes] | None = None
+        self.miss_count = 0
+        self.join = ContextJoin(context_limit, evidence_seconds, self._on_result, self._on_miss)
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def comparison_row(self, file_index: int, line: int, row: dict[str, Any]) -> Query | None:
+        """Count one comparison row; return the query of a usable divergent row, else None.
+
+        A divergent row whose fields the reference could not use is recorded in
+        :attr:`problems` and skipped (it still counts as a comparison row and as divergent).
+        """
+        status = self.aggregates.count_row(row)
+        if status != "divergent":
+            return None
+        try:
+            query = make_query(self.next_seq, file_index, line, row, parse_time_us)
+        except RowShapeError as exc:
+            self.problems.append((file_index, line, str(exc)))
+            return None
+        self.next_seq += 1
+        return query
+
+    def ws_file_of(self, query: Query) -> int:
+        """The websocket file index a query's last line refers to (the first file by default)."""
+        if not self.multi_ws:
+            return 0
+        return self.ws_index.get(str(query.row.get("raw_websocket_file")), 0)
+
+    def context_key(self, query: Query) -> float | None:
+        """The index key of a query's last applied line, or None."""
+        if query.last_line is None:
+            return None
+        return entry_key(self.ws_file_of(query), query.last_line)
+
+    # -- results --------------------------------------------------------------------------------
+
+    def _entry_json(self, entry: Entry) -> dict[str, Any]:
+        row = entry[1]
+        parts = entry[2]
+        received_us = row[4]
+        value = {
+            "line_number": row[1],
+            "global_sequence": row[2],
+            "received_at_utc": row[3],
+            "received_epoch": None if received_us is None else received_us / 1_000_000,
+            "event_types": sorted({part_event_type(part) for part in parts}),
+            "events": [compact_event(part) for part in parts],
+        }
+        if self.multi_ws:
+            value["raw_websocket_file"] = self.ws_names[row[0]]
+        return value
+
+    def _on_result(self, query: Query, before: list[Entry], after: list[Entry], evidence: Evidence) -> None:
+        row = query.row
+        has_context = bool(before or after)
+        category, affects = classify(row, query.bid_diff, query.ask_diff, has_context, bool(evidence))
+        self.aggregates.add_result(category, affects, has_context)
+        if (affects["best_bid"] or affects["best_ask"] or affects["spread"] or affects["level_count"]
+                or affects["top_n_price_membership"]):
+            self.quote_or_membership_rows += 1
+        if not has_context:
+            self.rows_without_context += 1
+        market = row.get("market") or {}
+        context = {"before_or_at": [self._entry_json(entry) for entry in before],
+                   "after": [self._entry_json(entry) for entry in after]}
+        evidence_json = [{
+            "line_number": entry[1][1],
+            "global_sequence": entry[1][2],
+            "received_at_utc": entry[1][3],
+            "matched_price_changes": [compact_event(part) for part in parts],
+        } for entry, parts in evidence]
+        if self.multi_ws:
+            for item, (entry, _parts) in zip(evidence_json, evidence):
+                item["raw_websocket_file"] = self.ws_names[entry[1][0]]
+        reference = {
+            "comparison_line": query.comparison_line,
+            "rest_checkpoint_file": row.get("rest_checkpoint_file"),
+            "rest_checkpoint_line": row.get("rest_checkpoint_line"),
+            "raw_websocket_file": row.get("raw_websocket_file"),
+            "raw_websocket_context_lines": [entry[1][1] for entry in before] + [entry[1][1] for entry in after],
+        }
+        divergence = {
+            "comparison_line": query.comparison_line,
+            "classification": category,
+            "affects": affects,
+            "market_slug": market.get("market_slug"),
+            "condition_id": market.get("condition_id"),
+            "token_id": query.token,
+            "outcome": market.get("outcome"),
+            "rest_checkpoint_sequence": row.get("rest_checkpoint_sequence"),
+            "rest_checkpoint_received_at_utc": row.get("rest_checkpoint_received_at_utc"),
+            "rest_checkpoint_file": row.get("rest_checkpoint_file"),
+            "rest_checkpoint_line": row.get("rest_checkpoint_line"),
+            "local_last_update_received_at_utc": row.get("last_local_update_received_at_utc"),
+            "applied_ws_message_count": row.get("applied_ws_message_count"),
+            "applied_ws_line_span": row.get("applied_ws_line_span"),
+            "applied_ws_global_sequence_span": row.get("applied_ws_global_sequence_span"),
+            "last_applied_ws_line": row.get("last_applied_ws_line"),
+            "last_applied_ws_received_at_utc": row.get("last_applied_ws_received_at_utc"),
+            "nearest_websocket_messages_for_token": context,
+            "nearby_affected_price_change_evidence": evidence_json,
+            "bid_top_n_diff": query.bid_diff,
+            "ask_top_n_diff": query.ask_diff,
+        }
+        if self.multi_ws:
+            reference["raw_websocket_context_files"] = [self.ws_names[entry[1][0]] for entry in before + after]
+        if self.multi_comparison:
+            divergence["comparison_file"] = reference["comparison_file"] = self.comparison_names[query.file_index]
+        line = report.row_line(divergence) + "\n"
+        self.spool.put(query.seq, (dumps(divergence), dumps(reference), line.encode("utf-8")))
+
+    def _write_record(self, fields: tuple[bytes, ...]) -> None:
+        separator = b"\n    " if self._first_output else b",\n    "
+        self._first_output = False
+        self._rows_file.write(separator + fields[0])
+        self._refs_file.write(separator + fields[1])
+        self._report_file.write(fields[2])
+
+    def _on_miss(self, query: Query) -> None:
+        if self._misses is None:
+            self._misses = open(self.work_dir / "misses.jsonl", "wb")
+        self.miss_count += 1
+        self._misses.write(dumps([query.seq, query.file_index, query.comparison_line, query.row]) + b"\n")
+
+    # -- second pass ----------------------------------------------------------------------------
+
+    def _spooled_misses(self) -> Iterator[Query]:
+        assert self._misses is not None
+        self._misses.close()
+        with open(self.work_dir / "misses.jsonl", "rb") as handle:
+            for line in handle:
+                seq, file_index, comparison_line, row = loads(line)
+                yield make_query(seq, file_index, comparison_line, row, parse_time_us)
+
+    def answer_misses(self, ws_rows: Callable[[], Iterable[Any]]) -> int:
+        """Answer every miss exactly, :data:`EXACT_BATCH` at a time, one websocket pass each.
+
+        ``ws_rows`` returns a fresh iterator of ``(key, row, parts)`` over all websocket files.
+        Returns the number of passes made.
+        """
+        if self._misses is None:
+            return 0
+        return self.answer_exactly(self._spooled_misses(), ws_rows)
+
+    def answer_exactly(self, queries: Iterable[Query], ws_rows: Callable[[], Iterable[Any]]) -> int:
+        """Answer ``queries`` with targeted passes over the websocket rows; returns the passes made."""
+        passes = 0
+        batch: list[tuple[Query, float | None]] = []
+        for query in queries:
+            batch.append((query, self.context_key(query)))
+            if len(batch) >= EXACT_BATCH:
+                answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result)
+                passes += 1
+                batch = []
+        if batch:
+            answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result)
+            passes += 1
+        return passes
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def summary_fields(self) -> dict[str, Any]:
+        """The aggregate keys of the manifest (everything computed from the rows)."""
+        aggregates = self.aggregates
+        affects = aggregates.affect_counts
+        results = aggregates.divergence_results
+        return {
+            "gate_status": aggregates.gate(),
+            "comparison_status_counts": dict(sorted(aggregates.status_counts.items())),
+            "divergence_category_counts": dict(sorted(aggregates.category_counts.items())),
+            "divergence_affect_counts": dict(sorted(affects.items())),
+            "best_bid_affected": bool(affects.get("best_bid")),
+            "best_ask_affected": bool(affects.get("best_ask")),
+            "spread_affected": bool(affects.get("spread")),
+            "level_count_affected": bool(affects.get("level_count")),
+            "top_n_price_membership_affected": bool(affects.get("top_n_price_membership")),
+            "schema_assumption_falsified": False,
+            "analysis_summary": {
+                "all_divergences_size_only": bool(results) and aggregates.all_size_only,
+                "raw_context_included_for_all_divergences": bool(results) and aggregates.all_with_context,
+                "classification_note": CLASSIFICATION_NOTE,
+            },
+            "strongest_fake_progress_risk": STRONGEST_RISK,
+            "next_smallest_step": NEXT_STEP,
+        }
+
+    def finish(self) -> None:
+        """Write every result still held, in order (after the main pass and any second pass)."""
+        self.spool.finish(self.next_seq)
+
+    def publish(self, manifest_path: Path, report_path: Path, fields: dict[str, Any]) -> None:
+        """Assemble and atomically publish the manifest, then the report.
+
+        ``fields`` holds every manifest key except the two row arrays.
+        """
+        for handle in (self._rows_file, self._refs_file, self._report_file):
+            handle.close()
+        tail = b"\n  " if not self._first_output else b""
+        with AtomicFile(manifest_path) as out:
+            handle = out.handle
+            handle.write(b'{\n  "divergence_rows": [')
+            with open(self.work_dir / "divergence_rows.part", "rb") as part:
+                shutil.copyfileobj(part, handle, 1 << 20)
+            handle.write(tail + b'],\n  "raw_and_rest_row_references": [')
+            with open(self.work_dir / "references.part", "rb") as part:
+                shutil.copyfileobj(part, handle, 1 << 20)
+            handle.write(tail + b"],\n" + json_body(fields).encode("utf-8") + b"\n}\n")
+        aggregates = self.aggregates
+        finding = report.finding(aggregates.divergence_results, aggregates.affect_counts.get("size_only", 0),
+                                 self.quote_or_membership_rows, dict(aggregates.affect_counts),
+                                 self.rows_without_context)
+        with AtomicFile(report_path) as out:
+            out.handle.write(report.head(fields, finding).encode("utf-8"))
+            with open(self.work_dir / "report_rows.part", "rb") as part:
+                shutil.copyfileobj(part, out.handle, 1 << 20)
+            out.handle.write(report.tail(fields).encode("utf-8"))
+
+    def close(self) -> None:
+        """Close and remove the spools."""
+        for handle in (self._rows_file, self._refs_file, self._report_file, self._misses):
+            if handle is not None and not handle.closed:
+                handle.close()
+
+
+def make_work_dir(near: Path) -> Path:
+    """A private spool directory beside ``near`` (same filesystem as the outputs)."""
+    near.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".streamer-work-", dir=near))
+
+
+def remove_work_dir(path: Path) -> None:
+    """Remove a spool directory and everything in it."""
+    shutil.rmtree(path, ignore_errors=True)
+

@@ -1,0 +1,99 @@
+"""Choose the JSON and gzip decoders once: the fastest available, overridable by environment.
+
+``STREAMER_JSON`` (``orjson`` or ``json``) and ``STREAMER_GZIP`` (``isal`` or ``zlib``) force a
+choice; otherwise the first importable of each list is used. ``benchmarks/README.md`` records the
+measurements behind the order. Every decoder accepts exactly what the standard library accepts:
+when orjson refuses a line that :func:`json.loads` takes (``NaN``, integers beyond 64 bits), the
+standard parser decides, so the choice never changes what counts as valid input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from typing import Any, Callable
+
+JSON_BACKENDS = ("orjson", "json")
+GZIP_BACKENDS = ("isal", "zlib")
+
+
+def _stdlib_loads(line: bytes) -> Any:
+    """Parse one line as the reference does: strict UTF-8, then :func:`json.loads`."""
+    return json.loads(line.decode("utf-8"))
+
+
+def _make_orjson_loads() -> Callable[[bytes], Any]:
+    import orjson
+
+    fast = orjson.loads
+    error = orjson.JSONDecodeError
+
+    def loads(line: bytes) -> Any:
+        try:
+            return fast(line)
+        except error:
+            return _stdlib_loads(line)
+
+    return loads
+
+
+def _make_orjson_dumps() -> Callable[[Any], bytes]:
+    import orjson
+
+    fast = orjson.dumps
+
+    def dumps(value: Any) -> bytes:
+        try:
+            return fast(value)
+        except TypeError:  # integers beyond 64 bits, parsed by the stdlib fallback
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    return dumps
+
+
+def _stdlib_dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _select(variable: str, choices: tuple[str, ...]) -> list[str]:
+    forced = os.environ.get(variable)
+    if forced:
+        if forced not in choices:
+            raise ValueError(f"{variable}={forced!r}: expected one of {', '.join(choices)}")
+        return [forced]
+    return list(choices)
+
+
+def _pick_json() -> tuple[str, Callable[[bytes], Any], Callable[[Any], bytes]]:
+    for name in _select("STREAMER_JSON", JSON_BACKENDS):
+        if name == "orjson":
+            try:
+                return name, _make_orjson_loads(), _make_orjson_dumps()
+            except ImportError:
+                continue
+        return "json", _stdlib_loads, _stdlib_dumps
+    raise ImportError("no JSON backend available")
+
+
+def _pick_gzip() -> tuple[str, Callable[..., Any]]:
+    for name in _select("STREAMER_GZIP", GZIP_BACKENDS):
+        if name == "isal":
+            try:
+                from isal import isal_zlib
+            except ImportError:
+                continue
+            return name, isal_zlib.decompressobj
+        return "zlib", zlib.decompressobj
+    raise ImportError("no gzip backend available")
+
+
+JSON_BACKEND, loads, dumps = _pick_json()
+GZIP_BACKEND, gzip_decompressobj = _pick_gzip()
+#: Errors a decompressor raises on corrupt data (both backends derive from zlib.error or their own).
+try:
+    from isal.isal_zlib import error as _isal_error
+
+    GZIP_ERRORS: tuple[type[BaseException], ...] = (zlib.error, _isal_error)
+except ImportError:  # pragma: no cover - isal missing
+    GZIP_ERRORS = (zlib.error,)

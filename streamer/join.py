@@ -1,0 +1,394 @@
+"""The streaming join of divergent comparison rows (queries) with websocket events.
+
+For a divergent row with token ``k``, last applied line ``L``, checkpoint time ``T`` and affected
+prices ``P`` the analysis needs (SPEC section 4, DESIGN section 1):
+
+- ``before``: the last ``C`` events of ``k`` with key <= ``L``; ``after``: the first ``C`` with
+  key > ``L`` (both empty when ``L`` is null);
+- ``evidence``: the first 20 events of ``k``, in line order, received within ``S`` seconds of ``T``
+  that hold a price_change entry at a price in ``P``.
+
+:class:`ContextJoin` answers these while the websocket stream goes by, from the bounded
+per-token indexes of :mod:`streamer.index`; a row is *taken* when the stream passes ``T``, waits
+(pending) until its after-context and evidence window are complete, then is handed to
+``on_result``. A question the retained events cannot answer exactly is a *miss*, handed to
+``on_miss`` and answered later by :func:`answer_exactly` in a second, targeted pass.
+
+Receive times may step backwards by up to ``allowance_seconds``; an event later than that (a
+*late* event) that could fall in the window of a row already finished sets
+:attr:`ContextJoin.redo_required`, and the caller then answers every row exactly instead.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right
+from collections import deque
+from typing import Any, Callable, Iterable
+
+from .classify import Query
+from .index import Entry, TokenIndex, entry_key
+from .payloads import LEGACY_PRICE_CHANGE, PRICE_CHANGE, part_price_key
+
+EVIDENCE_CAP = 20
+
+Evidence = list[tuple[Entry, list[tuple[Any, ...]]]]
+ResultSink = Callable[[Query, list[Entry], list[Entry], Evidence], None]
+
+
+def matched_parts(parts: list[tuple[Any, ...]], prices: frozenset[Any]) -> list[tuple[Any, ...]]:
+    """The price_change parts of an entry whose price is one of ``prices`` (as decimals)."""
+    return [part for part in parts
+            if (part[0] == PRICE_CHANGE or part[0] == LEGACY_PRICE_CHANGE)
+            and part_price_key(part) in prices]
+
+
+class Pending:
+    """A taken row whose after-context or evidence is still open."""
+
+    __slots__ = ("query", "before", "after", "evidence", "after_open", "evidence_open", "low_us",
+                 "high_us", "done")
+
+    def __init__(self, query: Query, before: list[Entry], after: list[Entry], evidence: Evidence,
+                 after_open: bool, evidence_open: bool, low_us: int, high_us: int) -> None:
+        self.query = query
+        self.before = before
+        self.after = after
+        self.evidence = evidence
+        self.after_open = after_open
+        self.evidence_open = evidence_open
+        self.low_us = low_us
+        self.high_us = high_us
+        self.done = False
+
+
+class ContextJoin:
+    """Per-token indexes, pending rows and miss detection for one pass over the websocket stream.
+
+    Feed it in stream order: :meth:`take` for each divergent row once the stream has passed its
+    checkpoint time, :meth:`advance` with each websocket row's receive time, :meth:`index` with
+    each websocket row's compact parts, and :meth:`close` at the end.
+
+    Cost: O(log n) per indexed event plus O(pending rows of that token); memory O(tokens x
+    (context_limit + events in the evidence window + allowance)) plus pending rows, which are
+    bounded by ``max_pending`` (beyond it the rows of the busiest token become misses).
+    """
+
+    def __init__(self, context_limit: int, evidence_seconds: int, on_result: ResultSink,
+                 on_miss: Callable[[Query], None], *, allowance_seconds: float = 30.0,
+                 cap: int = 4096, max_pending: int = 50_000) -> None:
+        self.context_limit = context_limit
+        self.evidence_us = evidence_seconds * 1_000_000
+        self.allowance_us = int(allowance_seconds * 1_000_000)
+        self.cap = max(cap, context_limit + 1)
+        self.max_pending = max_pending
+        self.on_result = on_result
+        self.on_miss = on_miss
+        self.indexes: dict[str, TokenIndex] = {}
+        self.max_us: int | None = None
+        self._deadlines: list[tuple[int, int, Pending]] = []
+        self._pending_count = 0
+        # Tokens dropped whole (no book, nothing pending, nothing recent): what they held.
+        self.dropped_through: float | None = None
+        self.dropped_max_us: int | None = None
+        # Windows of rows whose evidence closed on time, per token: (lowest low, highest high).
+        self._closed_windows: dict[str, tuple[int, int]] = {}
+        self.redo_required = False
+        self.late_events = 0
+        self.misses = 0
+        self.spilled_pending = 0
+
+    # -- the stream -------------------------------------------------------------------------
+
+    def cutoff_us(self) -> int | None:
+        """Receive time before which an event can no longer fall in a window taken from now on."""
+        if self.max_us is None:
+            return None
+        return self.max_us - self.evidence_us - self.allowance_us
+
+    def advance(self, received_us: int | None) -> None:
+        """Account for the receive time of the next websocket row; close windows it passes."""
+        if received_us is None:
+            return
+        max_us = self.max_us
+        if max_us is None or received_us > max_us:
+            self.max_us = received_us
+            watermark = received_us - self.allowance_us
+            deadlines = self._deadlines
+            while deadlines and deadlines[0][0] < watermark:
+                pending = heapq.heappop(deadlines)[2]
+                if pending.done:
+                    continue
+                pending.evidence_open = False
+                self._closed_by_time(pending)
+                if not pending.after_open:
+                    self.indexes[pending.query.token].pending.remove(pending)
+                    self._pending_count -= 1
+                    self._finish(pending)
+
+    def index(self, key: float, row: tuple[Any, ...], parts: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Add one websocket row's compact parts (grouped by token) to the indexes.
+
+        ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)``.
+        Cost: O(tokens in the row x log n).
+        """
+        received_us = row[4]
+        late = (received_us is not None and self.max_us is not None
+                and received_us < self.max_us - self.allowance_us)
+        if late:
+            self.late_events += 1
+        indexes = self.indexes
+        keep = self.context_limit
+        cutoff = self.cutoff_us()
+        for token, token_parts in parts.items():
+            index = indexes.get(token)
+            if index is None:
+                index = indexes[token] = TokenIndex()
+            entry = (key, row, token_parts)
+            index.entries.add(entry)
+            for part in token_parts:
+                tag = part[0]
+                if tag == "book":
+                    index.has_book = True
+                    index.anchor = key
+                    break
+                if (tag == PRICE_CHANGE or tag == LEGACY_PRICE_CHANGE) and index.has_book:
+                    index.anchor = key
+                    break
+            if index.pending:
+                self._offer(index, entry, received_us)
+            if late and not self.redo_required:
+                window = self._closed_windows.get(token)
+                if window is not None and window[0] <= received_us <= window[1]:
+                    self.redo_required = True
+            index.trim(keep, cutoff, self.cap)
+
+    def sweep(self) -> None:
+        """Drop whole indexes of tokens that never had a book and hold nothing recent.
+
+        Keeps memory bounded by live tokens when the feed names ever new ones (``new_market``).
+        Cost: O(tokens).
+        """
+        cutoff = self.cutoff_us()
+        if cutoff is None:
+            return
+        for token in [token for token, index in self.indexes.items()
+                      if not index.has_book and not index.pending
+                      and (not index.entries or (index.entries[-1][1][4] or cutoff - 1) < cutoff)]:
+            index = self.indexes.pop(token)
+            keys = [index.entries[-1][0]] if index.entries else []
+            times = [entry[1][4] for entry in index.entries]
+            keys.append(index.evicted_through)
+            times.append(index.evicted_max_us)
+            keys.append(self.dropped_through)
+            times.append(self.dropped_max_us)
+            known_keys = [key for key in keys if key is not None]
+            known_times = [time for time in times if time is not None]
+            self.dropped_through = max(known_keys) if known_keys else None
+            self.dropped_max_us = max(known_times) if known_times else None
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def take(self, query: Query, file_index: int, stream_key: float) -> None:
+        """Start answering a divergent row; ``file_index`` is that of its websocket file.
+
+        ``stream_key`` is the key of the last websocket row read (infinity at the end): a
+        last line beyond it would need events not read yet, so such a row is a miss.
+
+        Finishes it at once when everything is known, registers it as pending otherwise, or
+        reports it as a miss when the retained events cannot answer it exactly.
+        """
+        index = self.indexes.get(query.token)
+        limit = self.context_limit
+        before: list[Entry] = []
+        after: list[Entry] = []
+        after_open = False
+        if query.last_line is not None:
+            key = entry_key(file_index, query.last_line)
+            if key > stream_key:
+                return self._miss(query)  # the before-context lies ahead of the stream
+            if index is None:
+                if self.dropped_through is not None:
+                    return self._miss(query)
+            else:
+                split = index.position(key)
+                if not index.context_is_exact(key, split, limit):
+                    return self._miss(query)
+                entries = index.entries
+                before = list(entries.islice(max(0, split - limit), split))
+                after = list(entries.islice(split, split + limit))
+            after_open = len(after) < limit
+        evidence: Evidence = []
+        evidence_open = False
+        low = high = 0
+        if query.prices and query.t_us is not None:
+            low = query.t_us - self.evidence_us
+            high = query.t_us + self.evidence_us
+            if index is None:
+                if self.dropped_max_us is not None and self.dropped_max_us >= low:
+                    return self._miss(query)
+            else:
+                if not index.window_is_exact(low):
+                    return self._miss(query)
+                prices = query.prices
+                for entry in index.entries:
+                    received = entry[1][4]
+                    if received is None or received < low or received > high:
+                        continue
+                    matched = matched_parts(entry[2], prices)
+                    if matched:
+                        evidence.append((entry, matched))
+                        if len(evidence) >= EVIDENCE_CAP:
+                            break
+            evidence_open = len(evidence) < EVIDENCE_CAP
+        pending = Pending(query, before, after, evidence, after_open, evidence_open, low, high)
+        if evidence_open and self.max_us is not None and high < self.max_us - self.allowance_us:
+            pending.evidence_open = evidence_open = False
+            self._closed_by_time(pending)
+        if not after_open and not evidence_open:
+            self._finish(pending)
+            return
+        if index is None:
+            index = self.indexes[query.token] = TokenIndex()
+        index.pending.append(pending)
+        self._pending_count += 1
+        if evidence_open:
+            heapq.heappush(self._deadlines, (high, query.seq, pending))
+        if self._pending_count > self.max_pending:
+            self._spill_busiest()
+
+    def close(self) -> None:
+        """End of the stream: every pending row is finished with what it has."""
+        for index in self.indexes.values():
+            for pending in index.pending:
+                pending.after_open = pending.evidence_open = False
+                self._finish(pending)
+            index.pending = []
+        self._pending_count = 0
+        self._deadlines = []
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _offer(self, index: TokenIndex, entry: Entry, received_us: int | None) -> None:
+        limit = self.context_limit
+        finished = False
+        for pending in index.pending:
+            if pending.after_open:
+                pending.after.append(entry)
+                if len(pending.after) >= limit:
+                    pending.after_open = False
+            if (pending.evidence_open and received_us is not None
+                    and pending.low_us <= received_us <= pending.high_us):
+                matched = matched_parts(entry[2], pending.query.prices)
+                if matched:
+                    pending.evidence.append((entry, matched))
+                    if len(pending.evidence) >= EVIDENCE_CAP:
+                        pending.evidence_open = False
+            if not pending.after_open and not pending.evidence_open:
+                finished = True
+        if finished:
+            still = []
+            for pending in index.pending:
+                if pending.after_open or pending.evidence_open:
+                    still.append(pending)
+                else:
+                    self._pending_count -= 1
+                    self._finish(pending)
+            index.pending = still
+
+    def _finish(self, pending: Pending) -> None:
+        pending.done = True
+        self.on_result(pending.query, pending.before, pending.after, pending.evidence)
+
+    def _closed_by_time(self, pending: Pending) -> None:
+        """Remember the window of a row whose evidence closed on time (see late events)."""
+        token = pending.query.token
+        window = self._closed_windows.get(token)
+        self._closed_windows[token] = (
+            (pending.low_us, pending.high_us) if window is None
+            else (min(window[0], pending.low_us), max(window[1], pending.high_us)))
+
+    def _miss(self, query: Query) -> None:
+        self.misses += 1
+        self.on_miss(query)
+
+    def _spill_busiest(self) -> None:
+        index = max(self.indexes.values(), key=lambda candidate: len(candidate.pending))
+        for pending in index.pending:
+            pending.done = True
+            self.spilled_pending += 1
+            self._miss(pending.query)
+        self._pending_count -= len(index.pending)
+        index.pending = []
+
+
+def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[tuple[Any, ...]]]]],
+                   queries: list[tuple[Query, float | None]], context_limit: int,
+                   evidence_seconds: int, on_result: ResultSink) -> None:
+    """Answer ``queries`` exactly with one pass over the websocket ``rows`` (the second pass).
+
+    ``rows`` yields ``(key, row, parts)`` for every websocket row in stream order; ``queries``
+    pairs each query with its context key (None when its last line is null).
+
+    Cost: O(rows + entries of queried tokens x log q + output); memory O(q x (2C + 20)).
+    """
+    limit = context_limit
+    span = evidence_seconds * 1_000_000
+    by_token: dict[str, dict[str, Any]] = {}
+    for query, key in queries:
+        state = by_token.setdefault(query.token, {"context": [], "times": [], "by_time": []})
+        if key is not None:
+            state["context"].append((key, query.seq, query))
+        if query.prices and query.t_us is not None:
+            state["by_time"].append((query.t_us, query.seq, query))
+    results: dict[int, list[Any]] = {query.seq: [[], [], []] for query, _key in queries}
+    for state in by_token.values():
+        state["context"].sort(key=lambda item: (item[0], item[1]))
+        state["by_time"].sort(key=lambda item: (item[0], item[1]))
+        state["times"] = [item[0] for item in state["by_time"]]
+        state["next"] = 0
+        state["ring"] = deque(maxlen=limit) if limit > 0 else deque(maxlen=0)
+        state["open_after"] = []
+    for key, row, parts in rows:
+        for token, token_parts in parts.items():
+            state = by_token.get(token)
+            if state is None:
+                continue
+            entry = (key, row, token_parts)
+            context = state["context"]
+            position = state["next"]
+            while position < len(context) and context[position][0] < key:
+                query = context[position][2]
+                results[query.seq][0] = list(state["ring"])
+                if limit > 0:
+                    state["open_after"].append(results[query.seq][1])
+                position += 1
+            state["next"] = position
+            if state["open_after"]:
+                still = []
+                for after in state["open_after"]:
+                    after.append(entry)
+                    if len(after) < limit:
+                        still.append(after)
+                state["open_after"] = still
+            if limit > 0:
+                state["ring"].append(entry)
+            received = row[4]
+            if received is not None and state["times"]:
+                times = state["times"]
+                start = bisect_left(times, received - span)
+                stop = bisect_right(times, received + span)
+                for position in range(start, stop):
+                    query = state["by_time"][position][2]
+                    evidence = results[query.seq][2]
+                    if len(evidence) >= EVIDENCE_CAP:
+                        continue
+                    matched = matched_parts(token_parts, query.prices)
+                    if matched:
+                        evidence.append((entry, matched))
+    for state in by_token.values():
+        for _key, _seq, query in state["context"][state["next"]:]:
+            results[query.seq][0] = list(state["ring"])
+    for query, _key in queries:
+        before, after, evidence = results[query.seq]
+        on_result(query, before, after, evidence)

@@ -1,0 +1,182 @@
+"""Reading manifests (10B, 10C, 10BC, review, and streamer's own) with ijson, in one pass.
+
+Manifests written by other tools can be large (long ``markets`` lists, row arrays); streamer
+needs a few keys of each. :func:`read_manifest` streams the document with ijson, builds only the
+keys asked for, and hashes the bytes as they pass, so a manifest is read once whatever its size.
+:func:`iter_divergence_rows` streams the rows of a (possibly huge) divergence manifest back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import ijson
+
+from .errors import InputError
+
+KIND_WS = "raw_websocket_messages"
+KIND_REST = "rest_books_checkpoints"
+KIND_COMPARISON = "rest_comparison_rows"
+
+
+class _HashingReader:
+    """A binary file wrapper that hashes and counts what is read through it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        for chunk in iter(lambda: self.read(1 << 20), b""):
+            pass
+
+
+class Manifest:
+    """The keys read from one manifest, and its identity (path as named, bytes, sha256)."""
+
+    __slots__ = ("name", "path", "values", "size", "sha256")
+
+    def __init__(self, name: str, path: Path, values: dict[str, Any], size: int, sha256: str) -> None:
+        self.name = name
+        self.path = path
+        self.values = values
+        self.size = size
+        self.sha256 = sha256
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def artifact(self, kind: str) -> dict[str, Any]:
+        """The ``input_artifacts`` entry of this manifest."""
+        return {"path": Path(self.name).as_posix(), "kind": kind, "bytes": self.size, "sha256": self.sha256}
+
+    def gate(self) -> Any:
+        """The gate as the reference reads a review: gate_status, else review_gate, else status."""
+        return self.values.get("gate_status") or self.values.get("review_gate") or self.values.get("status")
+
+    def files(self, kind: str) -> list[str]:
+        """Paths of ``output_files`` entries of ``kind``, in order.
+
+        :raises InputError: when ``output_files`` or a matching entry is malformed.
+        """
+        entries = self.values.get("output_files")
+        if entries is None:
+            return []
+        if not isinstance(entries, list):
+            raise InputError(f"manifest {self.name}: output_files is not a list")
+        paths = []
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("kind") == kind:
+                path = entry.get("path")
+                if not isinstance(path, str) or not path:
+                    raise InputError(f"manifest {self.name}: an output_files entry of kind {kind} has no path")
+                paths.append(path)
+        return paths
+
+
+def read_manifest(name: str | os.PathLike[str], keys: tuple[str, ...]) -> Manifest:
+    """Read the top-level ``keys`` of a JSON-object manifest, streaming, and hash the whole file.
+
+    Cost: O(file bytes) time; memory O(the values of ``keys``).
+
+    :raises InputError: when the file is missing, unreadable, not JSON, or not a JSON object.
+    """
+    text = os.fspath(name)
+    path = Path(text)
+    wanted = set(keys)
+    values: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as handle:
+            reader = _HashingReader(handle)
+            events = ijson.parse(reader, use_float=True)
+            first = next(events, None)
+            if first is None or first[1] != "start_map":
+                raise InputError(f"manifest {text} is not a JSON object")
+            builder = None
+            current = None
+            for prefix, event, value in events:  # noqa: B007 (prefix read below)
+                if builder is not None:
+                    builder.event(event, value)
+                    if builder.containers == 0:
+                        values[current] = builder.value
+                        builder = current = None
+                    continue
+                if event == "map_key" and prefix == "" and value in wanted:
+                    current = value
+                    _prefix, kind, start_value = next(events)
+                    if kind in ("start_map", "start_array"):
+                        builder = _Builder()
+                        builder.event(kind, start_value)
+                    else:
+                        values[current] = start_value
+                        current = None
+            reader.drain()
+    except FileNotFoundError:
+        raise InputError(f"cannot read manifest {text}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"cannot read manifest {text}: it is a directory") from None
+    except OSError as exc:
+        raise InputError(f"cannot read manifest {text}: {exc.strerror or exc}") from None
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        raise InputError(f"manifest {text} is not valid JSON ({str(exc).splitlines()[0]})") from None
+    return Manifest(text, path, values, reader.size, reader.digest.hexdigest())
+
+
+class _Builder:
+    """ijson's ObjectBuilder, counting open containers so the caller knows when a value ends."""
+
+    def __init__(self) -> None:
+        self._builder = ijson.ObjectBuilder()
+        self.containers = 0
+
+    def event(self, event: str, value: Any) -> None:
+        if event in ("start_map", "start_array"):
+            self.containers += 1
+        elif event in ("end_map", "end_array"):
+            self.containers -= 1
+        self._builder.event(event, value)
+
+    @property
+    def value(self) -> Any:
+        return self._builder.value
+
+
+def iter_divergence_rows(path: Path, key: str = "divergence_rows") -> Iterator[dict[str, Any]]:
+    """Stream the items of one array of a divergence manifest (``divergence_rows`` by default).
+
+    Cost: O(file bytes); memory O(one row).
+    """
+    with open(path, "rb") as handle:
+        yield from ijson.items(handle, f"{key}.item", use_float=True)
+
+
+def markets_by_token(manifest: Manifest) -> dict[str, dict[str, Any]]:
+    """``token_id -> {"market_slug", "condition_id", "outcome"}`` from a 10B ``markets`` list.
+
+    Malformed entries are ignored (the list only labels rows). Cost: O(tokens).
+    """
+    labels: dict[str, dict[str, Any]] = {}
+    markets = manifest.get("markets")
+    if not isinstance(markets, list):
+        return labels
+    for market in markets:
+        if not isinstance(market, dict) or not isinstance(market.get("tokens"), list):
+            continue
+        for token in market["tokens"]:
+            if isinstance(token, dict) and token.get("token_id") is not None:
+                labels[str(token["token_id"])] = {
+                    "market_slug": market.get("market_slug"),
+                    "condition_id": market.get("condition_id"),
+                    "outcome": token.get("outcome"),
+                }
+    return labels

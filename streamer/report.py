@@ -1,0 +1,113 @@
+"""The markdown report of the divergence analysis, written from the manifest's figures.
+
+Its layout is the reference analyzer's, line for line, except the finding paragraph, which the
+reference hard-codes ("The 12 divergent rows are size-only") and streamer writes from the data
+(SPEC section 4, deliberate departures). When the data does say that, the words are the same.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+TITLE = "# Checkpoint 10D0 Websocket Reconstruction Divergence Analysis"
+SCOPE = ("Offline analysis only. No Kubernetes Deployment, CronJob, PVC, secret, service, image tag, "
+         "or rclone configuration was modified.")
+
+
+def row_line(row: dict[str, Any]) -> str:
+    """The report line of one divergence row (``row`` as in ``divergence_rows``)."""
+    affects = row["affects"]
+    return (
+        f"- comparison line `{row['comparison_line']}`, REST checkpoint `{row['rest_checkpoint_sequence']}`, "
+        f"`{row['market_slug']}` `{row['outcome']}`: `{row['classification']}`, bid deltas "
+        f"`{affects['bid_size_delta_count']}`, ask deltas `{affects['ask_size_delta_count']}`, "
+        f"websocket lines `{row['applied_ws_line_span']}`."
+    )
+
+
+def finding(results: int, size_only: int, quote_or_membership: int, affect_counts: dict[str, int],
+            without_context: int) -> str:
+    """The finding paragraph: what the rows say, in the reference's words where they agree."""
+    if results == 0:
+        sentences = ["There are no divergent rows in this sample."]
+    elif size_only == results:
+        if results == 1:
+            sentences = ["The 1 divergent row is size-only in this sample. It preserved best bid, best ask, "
+                         "spread, level counts, and top-N price membership."]
+        else:
+            sentences = [f"The {results} divergent rows are size-only in this sample. All divergent rows "
+                         "preserved best bid, best ask, spread, level counts, and top-N price membership."]
+    else:
+        detail = ", ".join(f"{label}: {affect_counts.get(name, 0)}" for name, label in (
+            ("best_bid", "best bid"), ("best_ask", "best ask"), ("spread", "spread"),
+            ("level_count", "level count"), ("top_n_price_membership", "top-N price membership")))
+        sentences = [f"{size_only} of the {results} divergent rows are size-only in this sample; "
+                     f"{quote_or_membership} affect best bid, best ask, spread, level counts or top-N price "
+                     f"membership ({detail})."]
+    if results and without_context == 0:
+        sentences.append("Nearby token-specific websocket context is included in the manifest with raw line "
+                         "numbers and compact price-change fields.")
+    elif results:
+        sentences.append(f"{without_context} of the divergent rows have no token-specific websocket context "
+                         "in the capture.")
+    return " ".join(sentences)
+
+
+def head(manifest: dict[str, Any], finding_text: str) -> str:
+    """Everything before the divergence row lines, ending with the section's blank line."""
+    summary = manifest["analysis_summary"]
+    lines = [
+        TITLE,
+        "",
+        f"Status: {manifest['gate_status']}  ",
+        f"Created: {manifest['ended_at_utc']}  ",
+        "Production ready: no  ",
+        "Live Kubernetes collector modified: no",
+        "",
+        "## Scope",
+        "",
+        SCOPE,
+        "",
+        "## Comparison Counts",
+        "",
+        f"- Comparison status counts: `{json.dumps(manifest['comparison_status_counts'], sort_keys=True)}`.",
+        f"- Divergence category counts: `{json.dumps(manifest['divergence_category_counts'], sort_keys=True)}`.",
+        f"- Divergence affect counts: `{json.dumps(manifest['divergence_affect_counts'], sort_keys=True)}`.",
+        "",
+        "## Finding",
+        "",
+        f"- Best bid affected: `{manifest['best_bid_affected']}`.",
+        f"- Best ask affected: `{manifest['best_ask_affected']}`.",
+        f"- Spread affected: `{manifest['spread_affected']}`.",
+        f"- Level count affected: `{manifest['level_count_affected']}`.",
+        f"- Top-N price membership affected: `{manifest['top_n_price_membership_affected']}`.",
+        f"- All divergences size-only: `{summary['all_divergences_size_only']}`.",
+        f"- Raw context included for all divergences: `{summary['raw_context_included_for_all_divergences']}`.",
+        "",
+        finding_text,
+        "",
+        "## Divergence Rows",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def tail(manifest: dict[str, Any]) -> str:
+    """Everything after the divergence row lines."""
+    lines = [
+        "",
+        "## Gate",
+        "",
+        manifest["gate_status"],
+        "",
+        "## Strongest Fake-Progress Risk",
+        "",
+        manifest["strongest_fake_progress_risk"],
+        "",
+        "## Next Smallest Step",
+        "",
+        manifest["next_smallest_step"],
+        "",
+    ]
+    return "\n".join(lines)

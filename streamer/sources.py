@@ -1,0 +1,304 @@
+"""Input decoding: gzip or plain by content, multi-member and truncated gzip, lines, sha256.
+
+Every command reads its inputs through :func:`read_batches`, which reads a file once, front to
+back, hashing the bytes as they pass, decompressing on a worker thread (the decompressor and
+the hash release the GIL, so this overlaps with parsing on the main thread), and yielding lists
+of complete lines. The building blocks (:class:`GzipMembers`, :class:`LineSplitter`) are also
+used by ``follow`` to read files that are still growing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from .decoders import GZIP_ERRORS, gzip_decompressobj
+from .errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+READ_SIZE = 1 << 20
+#: Upper bound on the bytes one decompress step may produce (highly compressible input).
+INFLATE_STEP = 8 << 20
+
+
+class GzipMembers:
+    """A streaming decompressor for a sequence of gzip members (``cat a.gz b.gz``).
+
+    Feed raw bytes with :meth:`feed`; it returns what they decompress to. :attr:`at_boundary` is
+    true between members (a clean place for the stream to end). A decode failure is not raised:
+    :attr:`error` is set and later input is ignored, so callers keep the lines decoded so far.
+
+    Cost: O(bytes fed); memory O(:data:`INFLATE_STEP`) per call, whatever the ratio.
+    """
+
+    __slots__ = ("_inflater", "error", "at_boundary")
+
+    def __init__(self) -> None:
+        self._inflater = None
+        self.error: str | None = None
+        self.at_boundary = True
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Decompress ``data``; returns the output pieces (possibly none)."""
+        out: list[bytes] = []
+        while data and self.error is None:
+            if self._inflater is None:
+                self._inflater = gzip_decompressobj(31)
+                self.at_boundary = False
+            inflater = self._inflater
+            try:
+                piece = inflater.decompress(data, INFLATE_STEP)
+                while piece:
+                    out.append(piece)
+                    if not inflater.unconsumed_tail:
+                        break
+                    piece = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
+            except GZIP_ERRORS as exc:
+                self.error = f"corrupt gzip data ({exc})"
+                break
+            if inflater.eof:
+                data = inflater.unused_data
+                self._inflater = None
+                self.at_boundary = True
+            else:
+                data = b""
+        return out
+
+    def state(self) -> dict[str, object]:
+        """Describe the stream for a report: ended cleanly, truncated, or corrupt."""
+        return {"at_boundary": self.at_boundary, "error": self.error}
+
+
+class LineSplitter:
+    """Split a byte stream into lines at ``\\n``, ``\\r\\n`` or a lone ``\\r``.
+
+    These are the line ends of Python's universal newlines, which the reference analyzer reads
+    with; a JSON text never holds a raw ``\\r``, so normalising it never changes a value.
+
+    Cost: O(bytes); holds at most one partial line.
+    """
+
+    __slots__ = ("_carry",)
+
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Return the lines completed by ``data`` (without their terminators)."""
+        if self._carry:
+            data = self._carry + data
+        if b"\r" in data:
+            # A trailing \r may be the first half of \r\n: decide when more data arrives.
+            hold = data.endswith(b"\r")
+            if hold:
+                data = data[:-1]
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lines = data.split(b"\n")
+            self._carry = lines.pop() + (b"\r" if hold else b"")
+            return lines
+        lines = data.split(b"\n")
+        self._carry = lines.pop()
+        return lines
+
+    @property
+    def pending(self) -> bytes:
+        """The partial line held back (no terminator seen yet)."""
+        return self._carry
+
+    def finish(self) -> bytes | None:
+        """End of input: the final unterminated line, or None when there is none."""
+        carry, self._carry = self._carry, b""
+        if carry.endswith(b"\r"):
+            carry = carry[:-1]
+            return carry
+        return carry or None
+
+
+class InputStats:
+    """What reading one input learned: identity, size, sha256, line count and how it ended."""
+
+    __slots__ = (
+        "path", "name", "kind", "size", "bytes_read", "uncompressed", "sha256", "compressed",
+        "truncated", "lines",
+    )
+
+    def __init__(self, path: Path, name: str, kind: str) -> None:
+        self.path = path
+        self.name = name  #: the path as the manifest (or the command line) names it
+        self.kind = kind
+        self.size = 0
+        self.bytes_read = 0
+        self.uncompressed = 0
+        self.sha256 = ""
+        self.compressed = False
+        self.truncated: str | None = None
+        self.lines = 0
+
+    def artifact(self, kind: str | None = None) -> dict[str, object]:
+        """The ``input_artifacts`` entry: path, kind, bytes on disk, sha256."""
+        return {
+            "path": Path(self.name).as_posix(),
+            "kind": kind or self.kind,
+            "bytes": self.size,
+            "sha256": self.sha256,
+        }
+
+
+def check_readable(path: Path, name: str) -> None:
+    """Fail early, before any output is written, when ``path`` cannot be opened for reading.
+
+    :raises InputError: when the file is missing, a directory, or unreadable.
+    """
+    try:
+        with open(path, "rb"):
+            pass
+    except IsADirectoryError:
+        raise InputError(f"cannot read {name}: it is a directory") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: threading.Event,
+             read_size: int) -> None:
+    """Worker: read, hash, decompress and split ``path``; put line batches on ``out``."""
+    try:
+        digest = hashlib.sha256()
+        splitter = LineSplitter()
+        with open(path, "rb") as handle:
+            stats.size = os.fstat(handle.fileno()).st_size
+            first = handle.read(read_size)
+            stats.compressed = first[:2] == GZIP_MAGIC
+            members = GzipMembers() if stats.compressed else None
+            raw = first
+            while raw and not stop.is_set():
+                digest.update(raw)
+                stats.bytes_read += len(raw)
+                pieces = members.feed(raw) if members is not None else [raw]
+                for piece in pieces:
+                    stats.uncompressed += len(piece)
+                    lines = splitter.feed(piece)
+                    if lines:
+                        out.put(lines)
+                if members is not None and members.error is not None:
+                    # Keep hashing the rest so the manifest names the whole file.
+                    for rest in iter(lambda: handle.read(read_size), b""):
+                        digest.update(rest)
+                        stats.bytes_read += len(rest)
+                    break
+                raw = handle.read(read_size)
+        stats.sha256 = digest.hexdigest()
+        if members is not None and members.error is not None:
+            stats.truncated = members.error
+        elif members is not None and not members.at_boundary:
+            stats.truncated = "gzip stream ends without its trailer (file still being written?)"
+        last = splitter.finish()
+        if last is not None:
+            if stats.truncated is None:
+                out.put([last])
+            elif last.strip():
+                stats.truncated += "; its last partial line was not used"
+        out.put(None)
+    except BaseException as exc:  # surfaced in the consumer's thread
+        out.put(exc)
+
+
+def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE) -> Iterator[list[bytes]]:
+    """Yield the complete lines of ``path`` in batches, reading the file exactly once.
+
+    Gzip or plain is decided by the first two bytes. ``stats`` is filled as the file is read
+    (``sha256`` and ``truncated`` are final once the generator is exhausted). A truncated or
+    corrupt gzip stream ends the lines early and sets ``stats.truncated``; it never raises.
+    Errors surface during iteration.
+
+    Cost: O(file bytes); memory O(read_size + a few batches) (a bounded queue gives backpressure).
+
+    :raises InputError: when the file cannot be opened or read.
+    """
+    out: "queue.Queue[object]" = queue.Queue(maxsize=8)
+    stop = threading.Event()
+    worker = threading.Thread(target=_produce, args=(path, stats, out, stop, read_size),
+                              name=f"read:{stats.name}", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                if isinstance(item, OSError):
+                    raise InputError(f"cannot read {stats.name}: {item.strerror or item}") from None
+                raise item
+            batch: list[bytes] = item  # type: ignore[assignment]
+            stats.lines += len(batch)
+            yield batch
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                out.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
+
+
+#: Locations listed per (file, reason); the counts are always complete.
+PROBLEM_LOCATIONS = 20
+
+
+class InputProblems:
+    """Skipped lines and other input faults, counted by file and reason, with capped locations.
+
+    Cost: O(1) per problem; memory O(files x reasons x :data:`PROBLEM_LOCATIONS`).
+    """
+
+    __slots__ = ("counts", "locations", "truncated", "notes")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.locations: dict[tuple[str, str], list[int]] = {}
+        self.truncated: list[dict[str, str]] = []
+        self.notes: dict[str, int] = {}
+
+    def add(self, file: str, line: int, reason: str) -> None:
+        """Record one skipped line (or row) of ``file``."""
+        key = (file, reason)
+        count = self.counts.get(key, 0)
+        self.counts[key] = count + 1
+        if count < PROBLEM_LOCATIONS:
+            self.locations.setdefault(key, []).append(line)
+
+    def note(self, name: str, amount: int = 1) -> None:
+        """Count something worth reporting that is not a skipped line."""
+        self.notes[name] = self.notes.get(name, 0) + amount
+
+    def add_truncation(self, stats: InputStats) -> None:
+        if stats.truncated:
+            self.truncated.append({"file": Path(stats.name).as_posix(), "reason": stats.truncated})
+
+    def as_json(self) -> dict[str, object]:
+        """The manifest's ``input_problems`` value."""
+        return {
+            "skipped": [
+                {"file": Path(file).as_posix(), "reason": reason, "count": count,
+                 "lines": self.locations.get((file, reason), [])}
+                for (file, reason), count in sorted(self.counts.items())
+            ],
+            "skipped_total": sum(self.counts.values()),
+            "truncated_inputs": self.truncated,
+            "notes": dict(sorted(self.notes.items())),
+        }
+
+    def messages(self) -> list[str]:
+        """One stderr line per (file, reason) and per truncated input."""
+        lines = []
+        for (file, reason), count in sorted(self.counts.items()):
+            where = ", ".join(str(line) for line in self.locations.get((file, reason), []))
+            more = f" (first {PROBLEM_LOCATIONS})" if count > PROBLEM_LOCATIONS else ""
+            lines.append(f"streamer: skipped {count} line(s) of {file}: {reason}; lines{more} {where}")
+        for item in self.truncated:
+            lines.append(f"streamer: {item['file']}: {item['reason']}")
+        return lines

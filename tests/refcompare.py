@@ -1,0 +1,115 @@
+"""Run the reference analyzer and ``streamer analyze`` on the same inputs and compare them.
+
+Used by the differential tests and the benchmarks. The reference is a specification we run, never
+import: it lives in ``../shared/reference/`` and may be absent (callers skip then).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference" / "analyze_polymarket_ws_divergences.py"
+
+#: Keys SPEC section 4 lets differ, and the keys streamer adds.
+FREE_KEYS = {"started_at_utc", "ended_at_utc", "analyzer", "input_problems", "streaming"}
+
+ANALYSIS_FILES = {
+    "manifest_10c": "manifests/10c.json",
+    "manifest_10bc": "manifests/10bc.json",
+    "orchestrator_review": "manifests/review.json",
+    "comparison_rows": "derived/comparison_rows.jsonl.gz",
+}
+
+
+def reference_available() -> bool:
+    return REFERENCE.is_file()
+
+
+def write_jsonl_gz(path: Path, rows: list[Any], *, raw_lines: list[bytes] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+        for row in rows:
+            out.write(json.dumps(row).encode() + b"\n")
+        for line in raw_lines or []:
+            out.write(line + b"\n")
+
+
+def write_analysis_inputs(workdir: Path, manifest_10b: str, rows: list[dict[str, Any]],
+                          extra_comparison_lines: list[bytes] | None = None) -> dict[str, str]:
+    """Write comparison rows, a 10C manifest naming them, a 10BC manifest and a review.
+
+    Returns the analyze flags (paths relative to ``workdir``).
+    """
+    comparison = ANALYSIS_FILES["comparison_rows"]
+    write_jsonl_gz(workdir / comparison, rows, raw_lines=extra_comparison_lines)
+    manifests = {
+        ANALYSIS_FILES["manifest_10c"]: {"gate_status": "BOOK_RECONSTRUCTION_DIVERGENT",
+                                         "output_files": [{"path": comparison, "kind": "rest_comparison_rows"}]},
+        ANALYSIS_FILES["manifest_10bc"]: {"gate_status": "FULL_FIDELITY_SAMPLE_PASS"},
+        ANALYSIS_FILES["orchestrator_review"]: {"review_gate": "ACCEPTED"},
+    }
+    for name, value in manifests.items():
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text(json.dumps(value))
+    return {
+        "--manifest-10b": manifest_10b,
+        "--manifest-10c": ANALYSIS_FILES["manifest_10c"],
+        "--manifest-10bc": ANALYSIS_FILES["manifest_10bc"],
+        "--orchestrator-review": ANALYSIS_FILES["orchestrator_review"],
+    }
+
+
+def run_both(workdir: Path, flags: dict[str, str], extra: list[str] | None = None) -> dict[str, Any]:
+    """Run the reference and streamer with the same flags; return both outcomes."""
+    outcome: dict[str, Any] = {}
+    for name, command in (("reference", [sys.executable, str(REFERENCE)]),
+                          ("streamer", [sys.executable, "-m", "streamer", "analyze", "--no-progress"])):
+        manifest = f"out-{name}/manifest.json"
+        report = f"out-{name}/report.md"
+        argv = command + [item for pair in flags.items() for item in pair] + (extra or []) + [
+            "--output-manifest", manifest, "--output-report", report]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, env=env, timeout=600)
+        outcome[name] = {
+            "returncode": done.returncode,
+            "stdout": done.stdout.replace(f"out-{name}/", "out/"),
+            "stderr": done.stderr,
+            "manifest": json.loads((workdir / manifest).read_text()) if (workdir / manifest).exists() else None,
+            "report": (workdir / report).read_text() if (workdir / report).exists() else None,
+        }
+    return outcome
+
+
+def comparable(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest without the keys that may differ (SPEC section 4)."""
+    value = {key: item for key, item in manifest.items() if key not in FREE_KEYS}
+    for artifact in value.get("input_artifacts", []):
+        artifact.pop("_", None)
+    return value
+
+
+def report_comparable(text: str) -> list[str]:
+    """Report lines without the creation time and the finding paragraph (a deliberate departure)."""
+    lines = text.split("\n")
+    return [line for line in lines if not line.startswith("Created: ")
+            and not line.startswith("The ") and "divergent rows are size-only" not in line
+            and "There are no divergent rows" not in line and "of the divergent rows" not in line]
+
+
+def assert_same(outcome: dict[str, Any]) -> None:
+    """Assert the reference and streamer agree on stdout, exit code, manifest and report."""
+    reference, streamer = outcome["reference"], outcome["streamer"]
+    assert reference["returncode"] in (0, 1), reference["stderr"]
+    assert streamer["returncode"] == reference["returncode"], streamer["stderr"]
+    assert streamer["stdout"] == reference["stdout"]
+    left, right = comparable(reference["manifest"]), comparable(streamer["manifest"])
+    for key in sorted(set(left) | set(right)):
+        assert left.get(key) == right.get(key), f"manifest key {key} differs"
+    assert report_comparable(streamer["report"]) == report_comparable(reference["report"])
