@@ -31,9 +31,9 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 def parse_decimal(value: object) -> Decimal | None:
     """Read a price or size as a finite :class:`~decimal.Decimal`.
 
-    A ``str`` is read as :class:`~decimal.Decimal` reads it ("0.50", ".5", "100",
-    "1E+2"; surrounding whitespace and ``_`` digit separators are accepted, as
-    ``Decimal`` accepts them). A JSON number (``int`` or ``float``) is read through
+    A ``str`` must be plain decimal syntax ("0.50", ".5", "100", "1E+2", "-0.1"):
+    surrounding whitespace, ``_`` digit separators and non-ASCII digits, which
+    :class:`~decimal.Decimal` would accept, are rejected. A JSON number (``int`` or ``float``) is read through
     its text, ``str(value)``, so ``0.1`` gives ``Decimal("0.1")``. ``bool`` is not a
     number. Anything else (None, "", "abc", "NaN", "Infinity", a list, a dict), and
     any decimal whose adjusted exponent lies outside
@@ -47,6 +47,9 @@ def parse_decimal(value: object) -> Decimal | None:
     """
     # Exact str first: it is the hot case (every level of every book).
     if type(value) is str or isinstance(value, str):
+        # Plain decimal syntax only: Decimal would also take whitespace, "_" and non-ASCII digits.
+        if not value.isascii() or "_" in value or value != value.strip():
+            return None
         try:
             number = Decimal(value)
         except InvalidOperation:
@@ -98,9 +101,9 @@ def parse_levels(levels: object) -> tuple[dict[Decimal, Decimal], int]:
 
     A level is *bad* (skipped and counted) when it is not an object, lacks ``price``
     or ``size``, has a price or size that :func:`parse_decimal` rejects, or has a
-    negative size. A level of size 0 is not a level: it is dropped without being
-    counted and does not remove an earlier level at the same price. When a price
-    repeats, the last (good, non-zero) level wins; prices are equal as decimals, so
+    negative size. When a price repeats, the last good level wins, and a last level
+    of size 0 means the price is not a level (size 0 is never bad); prices are
+    equal as decimals, so
     "0.5" and "0.50" are one price (the key kept is the first spelling seen; the
     size is the last one). The input's order is irrelevant.
 
@@ -126,13 +129,12 @@ def parse_levels(levels: object) -> tuple[dict[Decimal, Decimal], int]:
             continue
         price = parse(level.get("price"))
         size = parse(level.get("size"))
-        if price is None or size is None:
+        if price is None or size is None or size < 0:
             bad += 1
         elif size > 0:
             out[price] = size
-        elif size < 0:
-            bad += 1
-        # size == 0 (or -0): not a level, not bad.
+        else:  # size 0: the price is not a level, whatever came before it in the list
+            out.pop(price, None)
     return out, bad
 
 

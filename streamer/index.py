@@ -49,11 +49,13 @@ class TokenIndex:
     - ``evicted_through``: largest key evicted so far (every retained key is larger), or None.
     - ``evicted_max_us``: largest receive time among evicted entries, or None.
     - ``pending``: rows taken but not finished (their after-context or evidence is still open).
+    - ``has_book``: whether a ``book`` for the token has been seen (price changes then apply).
 
     Cost: append O(log n); trim O(evicted * log n); n is bounded by ``cap``.
     """
 
-    __slots__ = ("entries", "anchor", "evicted_through", "evicted_max_us", "pending", "has_book")
+    __slots__ = ("entries", "anchor", "evicted_through", "evicted_max_us", "pending", "has_book",
+                 "next_trim")
 
     def __init__(self) -> None:
         self.entries: SortedKeyList = SortedKeyList(key=_KEY)
@@ -62,6 +64,8 @@ class TokenIndex:
         self.evicted_max_us: int | None = None
         self.pending: list[Any] = []
         self.has_book = False
+        #: size at which the owner should call :meth:`trim` next (amortises eviction)
+        self.next_trim = 16
 
     def trim(self, keep_before_anchor: int, cutoff_us: int | None, cap: int) -> None:
         """Evict from the front what no future question needs.
@@ -69,35 +73,33 @@ class TokenIndex:
         An entry goes when it is beyond the ``keep_before_anchor`` newest entries at or before
         the anchor (the last entry stands in for a missing anchor) and it was received before
         ``cutoff_us`` (or has no receive time); and always when more than ``cap`` are held.
+        Callers may call this only now and then (see :attr:`next_trim`): eviction is in bulk.
 
-        Cost: O(k log n) for k evicted entries.
+        Cost: O(k + log n) for k evicted entries.
         """
         entries = self.entries
         size = len(entries)
-        if size <= keep_before_anchor:
-            return
         anchor = self.anchor
         at_or_before = size if anchor is None else entries.bisect_key_right(anchor)
-        while size:
-            first = entries[0]
-            if size > cap:
+        evict = 0
+        for entry in entries:
+            if size - evict > cap:
                 pass
-            elif at_or_before > keep_before_anchor:
-                received = first[1][4]
+            elif at_or_before - evict > keep_before_anchor:
+                received = entry[1][4]
                 if cutoff_us is not None and received is not None and received >= cutoff_us:
-                    return
+                    break
             else:
-                return
-            self._evict_first(first)
-            size -= 1
-            at_or_before -= 1
-
-    def _evict_first(self, first: Entry) -> None:
-        del self.entries[0]
-        self.evicted_through = first[0]
-        received = first[1][4]
-        if received is not None and (self.evicted_max_us is None or received > self.evicted_max_us):
-            self.evicted_max_us = received
+                break
+            received = entry[1][4]
+            if received is not None and (self.evicted_max_us is None or received > self.evicted_max_us):
+                self.evicted_max_us = received
+            self.evicted_through = entry[0]
+            evict += 1
+        if evict:
+            del entries[:evict]
+        size -= evict
+        self.next_trim = min(cap + 1, size + max(16, size >> 1))
 
     def position(self, key: float) -> int:
         """Number of retained entries with key <= ``key``. Cost: O(log n)."""

@@ -75,7 +75,7 @@ class ContextJoin:
     """
 
     def __init__(self, context_limit: int, evidence_seconds: int, on_result: ResultSink,
-                 on_miss: Callable[[Query], None], *, allowance_seconds: float = 30.0,
+                 on_miss: Callable[[Query], None], *, allowance_seconds: float = 5.0,
                  cap: int = 4096, max_pending: int = 50_000) -> None:
         self.context_limit = context_limit
         self.evidence_us = evidence_seconds * 1_000_000
@@ -133,19 +133,18 @@ class ContextJoin:
         Cost: O(tokens in the row x log n).
         """
         received_us = row[4]
-        late = (received_us is not None and self.max_us is not None
-                and received_us < self.max_us - self.allowance_us)
+        max_us = self.max_us
+        late = received_us is not None and max_us is not None and received_us < max_us - self.allowance_us
         if late:
             self.late_events += 1
         indexes = self.indexes
-        keep = self.context_limit
-        cutoff = self.cutoff_us()
         for token, token_parts in parts.items():
             index = indexes.get(token)
             if index is None:
                 index = indexes[token] = TokenIndex()
             entry = (key, row, token_parts)
-            index.entries.add(entry)
+            entries = index.entries
+            entries.add(entry)
             for part in token_parts:
                 tag = part[0]
                 if tag == "book":
@@ -161,7 +160,8 @@ class ContextJoin:
                 window = self._closed_windows.get(token)
                 if window is not None and window[0] <= received_us <= window[1]:
                     self.redo_required = True
-            index.trim(keep, cutoff, self.cap)
+            if len(entries) >= index.next_trim:
+                index.trim(self.context_limit, self.cutoff_us(), self.cap)
 
     def sweep(self) -> None:
         """Drop whole indexes of tokens that never had a book and hold nothing recent.
@@ -272,6 +272,7 @@ class ContextJoin:
     def _offer(self, index: TokenIndex, entry: Entry, received_us: int | None) -> None:
         limit = self.context_limit
         finished = False
+        priced: list[tuple[tuple[Any, ...], Any]] | None = None
         for pending in index.pending:
             if pending.after_open:
                 pending.after.append(entry)
@@ -279,7 +280,11 @@ class ContextJoin:
                     pending.after_open = False
             if (pending.evidence_open and received_us is not None
                     and pending.low_us <= received_us <= pending.high_us):
-                matched = matched_parts(entry[2], pending.query.prices)
+                if priced is None:
+                    priced = [(part, part_price_key(part)) for part in entry[2]
+                              if part[0] == PRICE_CHANGE or part[0] == LEGACY_PRICE_CHANGE]
+                prices = pending.query.prices
+                matched = [part for part, price in priced if price in prices]
                 if matched:
                     pending.evidence.append((entry, matched))
                     if len(pending.evidence) >= EVIDENCE_CAP:

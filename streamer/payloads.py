@@ -188,19 +188,31 @@ def compact_event(part: tuple[Any, ...]) -> dict[str, Any]:
     return {"event_type": part[1]}
 
 
+_price_keys: dict[str, Any] = {}
+
+
 def price_key(value: Any) -> Any:
     """A price as evidence matching compares it: a Decimal when it reads as one, else its text.
 
-    ``"0.50"`` and ``".5"`` match (SPEC section 4: match decimals, not strings). Cost: O(1).
+    ``"0.50"`` and ``".5"`` match (SPEC section 4: match decimals, not strings).
+    Cost: O(1); prices lie on a tick grid, so a small bounded cache answers most calls.
     """
     if value is None:
         return None
     text = value if type(value) is str else str(value)
+    key = _price_keys.get(text)
+    if key is not None:
+        return key
     try:
         number = Decimal(text)
     except (InvalidOperation, ValueError):
-        return text
-    return number if number.is_finite() else text
+        key = text
+    else:
+        key = number if number.is_finite() else text
+    if len(_price_keys) >= 65536:
+        _price_keys.clear()
+    _price_keys[text] = key
+    return key
 
 
 def part_price_key(part: tuple[Any, ...]) -> Any:

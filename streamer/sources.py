@@ -22,7 +22,7 @@ from .errors import InputError
 GZIP_MAGIC = b"\x1f\x8b"
 READ_SIZE = 1 << 20
 #: Upper bound on the bytes one decompress step may produce (highly compressible input).
-INFLATE_STEP = 8 << 20
+INFLATE_STEP = 1 << 20
 
 
 class GzipMembers:
@@ -218,7 +218,7 @@ def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE) -
 
     :raises InputError: when the file cannot be opened or read.
     """
-    out: "queue.Queue[object]" = queue.Queue(maxsize=8)
+    out: "queue.Queue[object]" = queue.Queue(maxsize=4)
     stop = threading.Event()
     worker = threading.Thread(target=_produce, args=(path, stats, out, stop, read_size),
                               name=f"read:{stats.name}", daemon=True)

@@ -45,7 +45,6 @@ def make_book(bids: dict[str, str], asks: dict[str, str]) -> Book:
         ("-0.25", "-0.25"),
         ("1E+2", "1E+2"),
         ("0.0050", "0.0050"),
-        (" 0.5 ", "0.5"),
     ],
 )
 def test_parse_decimal_strings(text: str, expected: str) -> None:
@@ -239,11 +238,23 @@ def test_parse_levels_duplicate_price_last_wins() -> None:
     assert len(levels) == 2
 
 
-def test_parse_levels_zero_or_bad_duplicate_does_not_erase_earlier() -> None:
-    # A size-0 level is not a level, and a bad level is skipped: neither overrides.
-    levels, bad = parse_levels([lv("0.5", "4"), lv("0.50", "0"), lv("0.5", "-1")])
-    assert bad == 1
+def test_parse_levels_bad_duplicate_does_not_erase_earlier() -> None:
+    # A bad level is skipped: it does not override the good one before it.
+    levels, bad = parse_levels([lv("0.5", "4"), lv("0.5", "-1"), lv("0.50", "x")])
+    assert bad == 2
     assert levels == {D("0.5"): D("4")}
+
+
+def test_parse_levels_last_zero_duplicate_removes_price() -> None:
+    # The last level at a price wins; when its size is 0 the price is not a level.
+    levels, bad = parse_levels([lv("0.5", "4"), lv("0.50", "0"), lv("0.4", "0"), lv("0.4", "2")])
+    assert bad == 0
+    assert levels == {D("0.4"): D("2")}
+
+
+@pytest.mark.parametrize("text", [" 0.5", "0.5 ", "1_000", "\u0661", "0.5\n"])
+def test_parse_decimal_rejects_non_plain_syntax(text: str) -> None:
+    assert parse_decimal(text) is None
 
 
 def test_parse_levels_extra_fields_ignored() -> None:

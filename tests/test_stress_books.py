@@ -74,6 +74,8 @@ def model_parse_levels(raw: list[object]) -> tuple[dict[Decimal, Decimal], int]:
             continue
         if size != 0:
             out[price] = size
+        else:
+            out.pop(price, None)
     return out, bad
 
 
