@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import math
 import sys
 import time
@@ -22,9 +23,12 @@ from .classify import Query
 from .decoders import GZIP_BACKEND, JSON_BACKEND, loads
 from .errors import InputError, UsageError
 from .index import LINE_SPAN
-from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, Manifest, read_manifest
+from .decoders import dumps
+from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import analysis_parts, parse_time_us
+from .reconstruct import Reconstructor
 from .sources import InputProblems, InputStats, check_readable, read_batches
+from .writer import GzipRowsWriter, write_atomic
 
 DEFAULT_10B_MANIFEST = Path("data/manifests/checkpoint_010b_ws_raw_sample.json")
 DEFAULT_10C_MANIFEST = Path("data/manifests/checkpoint_010c_book_reconstruction_sample.json")
@@ -65,6 +69,8 @@ class Outcome:
     gate: str
     written: dict[str, Path] = field(default_factory=dict)
     problems: InputProblems = field(default_factory=InputProblems)
+    #: ``run`` only: the 10C gate of the reconstruction half
+    reconstruction_gate: str | None = None
 
 
 # -- reading rows ------------------------------------------------------------------------------
@@ -136,11 +142,10 @@ def iter_objects(inputs: list[InputStats], problems: InputProblems,
 
 def iter_ws_rows(inputs: list[InputStats], problems: InputProblems,
                  progress: Progress | None = None) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
-    """Yield ``(key, row, parts)`` for every usable websocket row, in stream order.
+    """Yield ``(key, row, value)`` for every usable websocket row, in stream order.
 
-    ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``parts``
-    the row's compact parts by token (:func:`~streamer.payloads.analysis_parts`). A row whose
-    ``received_at_utc`` is not a string is skipped and recorded.
+    ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``value``
+    the parsed row. A row whose ``received_at_utc`` is not a string is skipped and recorded.
     """
     for file_index, line, value in iter_objects(inputs, problems, progress):
         received = value.get("received_at_utc")
@@ -151,8 +156,13 @@ def iter_ws_rows(inputs: list[InputStats], problems: InputProblems,
         if received and received_us is None:
             problems.note("unparseable_received_at_utc")
         yield (file_index * LINE_SPAN + line,
-               (file_index, line, value.get("global_message_sequence"), received, received_us),
-               analysis_parts(value.get("json")))
+               (file_index, line, value.get("global_message_sequence"), received, received_us), value)
+
+
+def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
+    """``(key, row, parts by token)`` for every websocket row: the input of a second pass."""
+    for key, row, value in iter_ws_rows(inputs, InputProblems()):
+        yield key, row, analysis_parts(value.get("json"))
 
 
 # -- analyze -----------------------------------------------------------------------------------
@@ -166,24 +176,62 @@ def _stats(names: list[str], kind: str) -> list[InputStats]:
     return inputs
 
 
-def _summary(path: Path, known: dict[Path, tuple[int, str]]) -> dict[str, Any] | None:
-    """``updated_source_or_doc_artifacts`` entry for ``path`` if it exists (hash reused if known)."""
-    if not path.exists():
-        return None
-    known_entry = known.get(path.resolve())
-    if known_entry is None:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        known_entry = (path.stat().st_size, digest.hexdigest())
-    return {"path": path.as_posix(), "kind": "updated_or_referenced", "bytes": known_entry[0],
-            "sha256": known_entry[1]}
+def _sha256_file(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return path.stat().st_size, digest.hexdigest()
+
+
+def _updated_artifacts(paths: list[Path], known: dict[Path, tuple[int, str]]) -> list[dict[str, Any]]:
+    """``updated_source_or_doc_artifacts``: the paths that exist, hashes reused when known."""
+    entries = []
+    for path in paths:
+        if not path.exists():
+            continue
+        size, sha = known.get(path.resolve()) or _sha256_file(path)
+        entries.append({"path": path.as_posix(), "kind": "updated_or_referenced", "bytes": size, "sha256": sha})
+    return entries
 
 
 def _comparison_time(row: dict[str, Any]) -> int | None:
     value = row.get("rest_checkpoint_received_at_utc")
     return parse_time_us(value) if value and type(value) is str else None
+
+
+class _Run:
+    """State shared by the analysis drivers: work directory, engine, passes made."""
+
+    def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
+                 comparison_names: list[str], output_manifest: Path) -> None:
+        if context_limit < 0:
+            raise UsageError("--context-limit must be 0 or more")
+        self.args = (context_limit, evidence_seconds, ws_names, comparison_names)
+        self.output_dir = Path(output_manifest).parent
+        self.work_dir = make_work_dir(self.output_dir)
+        self.engine = DivergenceAnalysis(*self.args, self.work_dir)
+        self.redo = False
+        self.passes = 0
+
+    def restart(self) -> DivergenceAnalysis:
+        """Drop every result and start a fresh engine (exact recomputation)."""
+        self.close()
+        self.work_dir = make_work_dir(self.output_dir)
+        self.engine = DivergenceAnalysis(*self.args, self.work_dir)
+        self.redo = True
+        return self.engine
+
+    def close(self) -> None:
+        self.engine.close()
+        remove_work_dir(self.work_dir)
+
+
+def _quiet_gc() -> bool:
+    """Switch the cyclic GC off for bulk work (the hot paths make no cycles); returns its old state."""
+    enabled = gc.isenabled()
+    gc.disable()
+    return enabled
 
 
 def analyze(config: AnalyzeConfig) -> Outcome:
@@ -213,48 +261,59 @@ def analyze(config: AnalyzeConfig) -> Outcome:
         raise InputError(f"manifest {m10c.name} names no {KIND_COMPARISON} file")
     ws_inputs = _stats(ws_names, KIND_WS)
     rest_inputs = _stats(rest_names, KIND_REST)
-    comparison_inputs = _stats(comparison_names, "rest_comparison_rows_regenerated_for_10d0")
+    comparison_inputs = _stats(comparison_names, KIND_COMPARISON)
     problems = InputProblems()
-    work_dir = make_work_dir(Path(config.output_manifest).parent)
-    engine = DivergenceAnalysis(config.context_limit, config.price_evidence_seconds, ws_names,
-                                comparison_names, work_dir)
+    run = _Run(config.context_limit, config.price_evidence_seconds, ws_names, comparison_names,
+               config.output_manifest)
     all_inputs = ws_inputs + rest_inputs + comparison_inputs
     progress = Progress(config.progress, all_inputs, sum(stats.path.stat().st_size for stats in all_inputs))
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
+    gc_was_enabled = _quiet_gc()
     try:
         rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
-        ws_rows, passes = _main_pass(engine, ws_inputs, comparison_inputs, problems, progress)
-        for file_index, line, reason in engine.problems:
-            problems.add(comparison_names[file_index], line, f"mistyped_comparison_field: {reason}")
-        redo = engine.join.redo_required
-        if redo:
-            engine.close()
-            remove_work_dir(work_dir)
-            work_dir = make_work_dir(Path(config.output_manifest).parent)
-            engine = DivergenceAnalysis(config.context_limit, config.price_evidence_seconds, ws_names,
-                                        comparison_names, work_dir)
-            queries = _all_queries(engine, comparison_inputs)
-            passes = engine.answer_exactly(queries, lambda: iter_ws_rows(ws_inputs, InputProblems()))
+        ws_rows = _analysis_pass(run.engine, ws_inputs, comparison_inputs, problems, progress)
+        _second_pass(run, ws_inputs, comparison_inputs)
         progress.done()
-        engine.finish()
         known = {stats.path.resolve(): (stats.size, stats.sha256) for stats in all_inputs}
         for manifest in (m10b, m10c, m10bc, review):
             known[manifest.path.resolve()] = (manifest.size, manifest.sha256)
-        updated = [entry for entry in (_summary(path, known) for path in
-                                       [*UPDATED_PATHS, *(Path(name) for name in comparison_names)])
-                   if entry is not None]
-        fields = _manifest_fields(config, engine, m10b, m10c, m10bc, review, ws_inputs, rest_inputs,
-                                  comparison_inputs, rest_rows, ws_rows, updated, problems, started,
-                                  passes, redo)
-        engine.publish(Path(config.output_manifest), Path(config.output_report), fields)
-        return Outcome(fields["gate_status"], {"manifest": Path(config.output_manifest),
-                                                "report": Path(config.output_report)}, problems)
+        manifests = [m10b.artifact("10b_manifest"), m10c.artifact("10c_manifest_regenerated_for_10d0"),
+                     m10bc.artifact("10bc_combined_manifest_prior_evidence"),
+                     review.artifact("10bc_orchestrator_review")]
+        gates = {"10b": m10b.get("gate_status"), "10c": m10c.get("gate_status"),
+                 "10bc": m10bc.get("gate_status"), "orchestrator_review": review.gate()}
+        return _publish_analysis(run, manifests, gates, ws_inputs, rest_inputs, comparison_inputs, rest_rows,
+                                 ws_rows, known, problems, started, config.output_manifest, config.output_report)
     finally:
-        engine.close()
-        remove_work_dir(work_dir)
+        run.close()
         if gc_was_enabled:
             gc.enable()
+
+
+def _second_pass(run: _Run, ws_inputs: list[InputStats], comparison_inputs: list[InputStats]) -> None:
+    """Answer the misses exactly; or, when late events may have changed a finished row, redo all."""
+    if run.engine.join.redo_required:
+        engine = run.restart()
+        run.passes = engine.answer_exactly(_all_queries(engine, comparison_inputs), lambda: iter_ws_parts(ws_inputs))
+    else:
+        run.passes = run.engine.answer_misses(lambda: iter_ws_parts(ws_inputs))
+    run.engine.finish()
+
+
+def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[str, Any],
+                      ws_inputs: list[InputStats], rest_inputs: list[InputStats],
+                      comparison_inputs: list[InputStats], rest_rows: int, ws_rows: int,
+                      known: dict[Path, tuple[int, str]], problems: InputProblems, started: str,
+                      output_manifest: Path, output_report: Path) -> Outcome:
+    engine = run.engine
+    comparison_names = [stats.name for stats in comparison_inputs]
+    for file_index, line, reason in engine.problems:
+        problems.add(comparison_names[file_index], line, f"mistyped_comparison_field: {reason}")
+    updated = _updated_artifacts([*UPDATED_PATHS, *(Path(name) for name in comparison_names)], known)
+    fields = _manifest_fields(engine, manifests, gates, ws_inputs, rest_inputs, comparison_inputs, rest_rows,
+                              ws_rows, updated, problems, started, run.passes, run.redo)
+    engine.publish(Path(output_manifest), Path(output_report), fields)
+    return Outcome(fields["gate_status"], {"manifest": Path(output_manifest), "report": Path(output_report)},
+                   problems)
 
 
 def _all_queries(engine: DivergenceAnalysis, comparison_inputs: list[InputStats]) -> Iterator[Query]:
@@ -264,8 +323,8 @@ def _all_queries(engine: DivergenceAnalysis, comparison_inputs: list[InputStats]
             yield query
 
 
-def _main_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comparison_inputs: list[InputStats],
-               problems: InputProblems, progress: Progress) -> tuple[int, int]:
+def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comparison_inputs: list[InputStats],
+                   problems: InputProblems, progress: Progress) -> int:
     """The single pass: websocket rows into the join, comparison rows taken as time passes."""
     join = engine.join
     comparisons = iter_objects(comparison_inputs, problems, None)
@@ -273,7 +332,7 @@ def _main_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comparis
     head_time = _head_time(head)
     previous_key = -1.0
     ws_rows = 0
-    for key, row, parts in iter_ws_rows(ws_inputs, problems, progress):
+    for key, row, value in iter_ws_rows(ws_inputs, problems, progress):
         ws_rows += 1
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
@@ -281,6 +340,7 @@ def _main_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comparis
             head = next(comparisons, None)
             head_time = _head_time(head)
         join.advance(received_us)
+        parts = analysis_parts(value.get("json"))
         if parts:
             join.index(key, row, parts)
         previous_key = key
@@ -292,8 +352,7 @@ def _main_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comparis
         _take(engine, head, math.inf)
         head = next(comparisons, None)
     join.close()
-    passes = engine.answer_misses(lambda: iter_ws_rows(ws_inputs, InputProblems()))
-    return ws_rows, passes
+    return ws_rows
 
 
 def _head_time(head: tuple[int, int, dict[str, Any]] | None) -> int | None:
@@ -310,47 +369,39 @@ def _take(engine: DivergenceAnalysis, head: tuple[int, int, dict[str, Any]], str
         engine.join.take(query, engine.ws_file_of(query), stream_key)
 
 
-def _manifest_fields(config: AnalyzeConfig, engine: DivergenceAnalysis, m10b: Manifest, m10c: Manifest,
-                     m10bc: Manifest, review: Manifest, ws_inputs: list[InputStats],
-                     rest_inputs: list[InputStats], comparison_inputs: list[InputStats], rest_rows: int,
-                     ws_rows: int, updated: list[dict[str, Any]], problems: InputProblems, started: str,
-                     passes: int, redo: bool) -> dict[str, Any]:
-    """Every key of the divergence manifest except the two row arrays."""
+def _analyzer_identity() -> dict[str, Any]:
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for source in sorted(package.glob("*.py")):
         digest.update(source.read_bytes())
+    return {"name": ANALYZER_NAME, "version": __version__, "script_path": package.as_posix(),
+            "script_sha256": digest.hexdigest()}
+
+
+def _manifest_fields(engine: DivergenceAnalysis, manifests: list[dict[str, Any]], gates: dict[str, Any],
+                     ws_inputs: list[InputStats], rest_inputs: list[InputStats],
+                     comparison_inputs: list[InputStats], rest_rows: int, ws_rows: int,
+                     updated: list[dict[str, Any]], problems: InputProblems, started: str,
+                     passes: int, redo: bool) -> dict[str, Any]:
+    """Every key of the divergence manifest except the two row arrays."""
     fields = {
         "schema_name": "checkpoint_010d0_ws_divergence_analysis",
         "schema_version": 1,
         "checkpoint_id": "10D0",
         "checkpoint_name": "Websocket Reconstruction Divergence Analysis",
-        "analyzer": {
-            "name": ANALYZER_NAME,
-            "version": __version__,
-            "script_path": package.as_posix(),
-            "script_sha256": digest.hexdigest(),
-        },
+        "analyzer": _analyzer_identity(),
         "started_at_utc": started,
         "ended_at_utc": iso_z(),
         "production_ready": False,
         "live_kubernetes_collector_modified": False,
         "input_artifacts": [
-            m10b.artifact("10b_manifest"),
-            m10c.artifact("10c_manifest_regenerated_for_10d0"),
-            m10bc.artifact("10bc_combined_manifest_prior_evidence"),
-            review.artifact("10bc_orchestrator_review"),
+            *manifests,
             *(stats.artifact() for stats in ws_inputs),
             *(stats.artifact() for stats in rest_inputs),
-            *(stats.artifact() for stats in comparison_inputs),
+            *(stats.artifact("rest_comparison_rows_regenerated_for_10d0") for stats in comparison_inputs),
         ],
         "updated_source_or_doc_artifacts": updated,
-        "accepted_prior_gates": {
-            "10b": m10b.get("gate_status"),
-            "10c": m10c.get("gate_status"),
-            "10bc": m10bc.get("gate_status"),
-            "orchestrator_review": review.gate(),
-        },
+        "accepted_prior_gates": gates,
         "row_counts": {
             "raw_websocket_messages": ws_rows,
             "rest_checkpoints": rest_rows,
@@ -378,3 +429,213 @@ def _manifest_fields(config: AnalyzeConfig, engine: DivergenceAnalysis, m10b: Ma
     }
     fields.update(engine.summary_fields())
     return fields
+
+
+# -- reconstruct and run ---------------------------------------------------------------------------
+
+DEFAULT_OUTPUT_ROWS = Path("data/derived/rest_comparison_rows.jsonl.gz")
+
+
+@dataclass
+class ReconstructConfig:
+    """Flags of ``streamer reconstruct``; ``manifest_10c`` is the 10C manifest it writes."""
+
+    manifest_10b: Path = DEFAULT_10B_MANIFEST
+    top_n: int = 10
+    output_rows: Path = DEFAULT_OUTPUT_ROWS
+    manifest_10c: Path = DEFAULT_10C_MANIFEST
+    progress: bool = False
+
+
+@dataclass
+class RunConfig(ReconstructConfig):
+    """Flags of ``streamer run``: reconstruct's and analyze's (the 10BC and review are optional)."""
+
+    manifest_10bc: Path | None = None
+    orchestrator_review: Path | None = None
+    output_manifest: Path = DEFAULT_OUTPUT_MANIFEST
+    output_report: Path = DEFAULT_OUTPUT_REPORT
+    context_limit: int = 5
+    price_evidence_seconds: int = 10
+
+
+def _rest_time(head: tuple[int, int, dict[str, Any]] | None) -> int | None:
+    if head is None:
+        return None
+    value = head[2].get("received_at_utc")
+    return parse_time_us(value) if value and type(value) is str else None
+
+
+def reconstruction_pass(reconstructor: Reconstructor, ws_inputs: list[InputStats],
+                        rest_inputs: list[InputStats], rows: GzipRowsWriter, problems: InputProblems,
+                        progress: Progress, engine: DivergenceAnalysis | None = None) -> int:
+    """One pass: websocket rows into the books (and the join), checkpoints compared as time passes.
+
+    A REST row received at ``T`` is compared just before the first websocket row received after
+    ``T`` (SPEC section 3); each comparison row is written to ``rows`` and, with an ``engine``,
+    taken by the analysis at that same moment. Returns the number of websocket rows.
+    """
+    join = engine.join if engine is not None else None
+    rest = iter_objects(rest_inputs, problems)
+    head = next(rest, None)
+    head_time = _rest_time(head)
+    previous_key = -1.0
+    ws_rows = 0
+    for key, row, value in iter_ws_rows(ws_inputs, problems, progress):
+        ws_rows += 1
+        received_us = row[4]
+        while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
+            _checkpoint(reconstructor, head, rows, engine, previous_key)
+            head = next(rest, None)
+            head_time = _rest_time(head)
+        reconstructor.apply(row[0], row[1], value, received_us)
+        if join is not None:
+            join.advance(received_us)
+            parts = analysis_parts(value.get("json"))
+            if parts:
+                join.index(key, row, parts)
+            if not ws_rows % SWEEP_EVERY:
+                join.sweep()
+        previous_key = key
+        if not ws_rows % SWEEP_EVERY:
+            progress.rows = ws_rows
+            progress.divergences = reconstructor.status_counts.get("divergent", 0)
+    while head is not None:
+        _checkpoint(reconstructor, head, rows, engine, math.inf)
+        head = next(rest, None)
+    if join is not None:
+        join.close()
+    return ws_rows
+
+
+def _checkpoint(reconstructor: Reconstructor, head: tuple[int, int, dict[str, Any]], rows: GzipRowsWriter,
+                engine: DivergenceAnalysis | None, stream_key: float) -> None:
+    file_index, line, rest_row = head
+    for comparison in reconstructor.compare(file_index, line, rest_row):
+        rows.write(dumps(comparison))
+        if engine is not None:
+            query = engine.comparison_row(0, rows.rows, comparison)
+            if query is not None:
+                engine.join.take(query, engine.ws_file_of(query), stream_key)
+
+
+def _manifest_10c(config: ReconstructConfig, m10b: Any, ws_inputs: list[InputStats],
+                  rest_inputs: list[InputStats], rows: GzipRowsWriter, reconstructor: Reconstructor,
+                  ws_rows: int, problems: InputProblems) -> bytes:
+    """The 10C manifest, deterministic (no clock): the same inputs always give the same bytes."""
+    manifest = {
+        "schema_name": "checkpoint_010c_book_reconstruction",
+        "schema_version": 1,
+        "checkpoint_id": "10C",
+        "gate_status": reconstructor.gate(),
+        "reconstructor": {"name": ANALYZER_NAME, "version": __version__, "top_n": config.top_n},
+        "input_artifacts": [m10b.artifact("10b_manifest"), *(stats.artifact() for stats in ws_inputs),
+                            *(stats.artifact() for stats in rest_inputs)],
+        "output_files": [{"path": Path(config.output_rows).as_posix(), "kind": KIND_COMPARISON,
+                          "rows": rows.rows, "bytes": rows.size, "sha256": rows.sha256}],
+        "row_counts": {"raw_websocket_messages": ws_rows, "rest_checkpoints": reconstructor.rest_rows,
+                       "rest_checkpoints_rejected": reconstructor.rest_rejected,
+                       "comparison_rows": reconstructor.comparison_rows},
+        "comparison_status_counts": dict(sorted(reconstructor.status_counts.items())),
+        "anomalies": reconstructor.anomalies.as_json(),
+        "input_problems": problems.as_json(),
+    }
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _reconstruction_inputs(config: ReconstructConfig) -> tuple[Any, list[InputStats], list[InputStats]]:
+    if config.top_n < 0:
+        raise UsageError("--top-n must be 0 or more")
+    m10b = read_manifest(config.manifest_10b, MANIFEST_KEYS)
+    ws_names = m10b.files(KIND_WS)
+    if not ws_names:
+        raise InputError(f"manifest {m10b.name} names no {KIND_WS} file")
+    return m10b, _stats(ws_names, KIND_WS), _stats(m10b.files(KIND_REST), KIND_REST)
+
+
+def reconstruct(config: ReconstructConfig) -> Outcome:
+    """Rebuild every book, compare with each REST checkpoint, write the rows and the 10C manifest.
+
+    Cost: O(input bytes); memory O(tokens x levels), independent of capture length.
+
+    :raises InputError: when the manifest or an input file is missing or unreadable.
+    """
+    m10b, ws_inputs, rest_inputs = _reconstruction_inputs(config)
+    problems = InputProblems()
+    reconstructor = Reconstructor(markets_by_token(m10b), [s.name for s in ws_inputs],
+                                  [s.name for s in rest_inputs], config.top_n)
+    inputs = ws_inputs + rest_inputs
+    progress = Progress(config.progress, inputs, sum(stats.path.stat().st_size for stats in inputs))
+    gc_was_enabled = _quiet_gc()
+    try:
+        with GzipRowsWriter(Path(config.output_rows)) as rows:
+            ws_rows = reconstruction_pass(reconstructor, ws_inputs, rest_inputs, rows, problems, progress)
+        progress.done()
+        write_atomic(Path(config.manifest_10c),
+                     _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return Outcome(reconstructor.gate(), {"rows": Path(config.output_rows), "manifest": Path(config.manifest_10c)},
+                   problems)
+
+
+def run(config: RunConfig) -> Outcome:
+    """Reconstruct and analyze in one pass over the websocket input; write all four outputs.
+
+    Equal to ``reconstruct`` then ``analyze`` on the same files (SPEC section 4 rules): the rows
+    and the 10C manifest are byte for byte the same, and each comparison row enters the
+    analysis the moment it is made, with no re-read.
+
+    :raises UsageError: for a negative ``top_n`` or ``context_limit``.
+    :raises InputError: when a manifest or input file is missing or unreadable.
+    """
+    started = iso_z()
+    m10b, ws_inputs, rest_inputs = _reconstruction_inputs(config)
+    optional = [read_manifest(path, MANIFEST_KEYS) if path is not None else None
+                for path in (config.manifest_10bc, config.orchestrator_review)]
+    problems = InputProblems()
+    rows_name = str(config.output_rows)
+    reconstructor = Reconstructor(markets_by_token(m10b), [s.name for s in ws_inputs],
+                                  [s.name for s in rest_inputs], config.top_n)
+    analysis = _Run(config.context_limit, config.price_evidence_seconds, [s.name for s in ws_inputs],
+                    [rows_name], config.output_manifest)
+    inputs = ws_inputs + rest_inputs
+    progress = Progress(config.progress, inputs, sum(stats.path.stat().st_size for stats in inputs))
+    gc_was_enabled = _quiet_gc()
+    try:
+        with GzipRowsWriter(Path(config.output_rows)) as rows:
+            ws_rows = reconstruction_pass(reconstructor, ws_inputs, rest_inputs, rows, problems, progress,
+                                          analysis.engine)
+        progress.done()
+        manifest_10c = _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems)
+        write_atomic(Path(config.manifest_10c), manifest_10c)
+        rows_stats = InputStats(Path(rows_name), rows_name, KIND_COMPARISON)
+        rows_stats.size, rows_stats.sha256 = rows.size, rows.sha256
+        _second_pass(analysis, ws_inputs, [rows_stats])
+        known = {stats.path.resolve(): (stats.size, stats.sha256) for stats in [*inputs, rows_stats]}
+        known[Path(config.manifest_10c).resolve()] = (len(manifest_10c), hashlib.sha256(manifest_10c).hexdigest())
+        known[m10b.path.resolve()] = (m10b.size, m10b.sha256)
+        manifests = [m10b.artifact("10b_manifest"),
+                     {"path": Path(config.manifest_10c).as_posix(), "kind": "10c_manifest_regenerated_for_10d0",
+                      "bytes": len(manifest_10c), "sha256": hashlib.sha256(manifest_10c).hexdigest()}]
+        m10bc, review = optional
+        if m10bc is not None:
+            manifests.append(m10bc.artifact("10bc_combined_manifest_prior_evidence"))
+            known[m10bc.path.resolve()] = (m10bc.size, m10bc.sha256)
+        if review is not None:
+            manifests.append(review.artifact("10bc_orchestrator_review"))
+            known[review.path.resolve()] = (review.size, review.sha256)
+        gates = {"10b": m10b.get("gate_status"), "10c": reconstructor.gate(),
+                 "10bc": m10bc.get("gate_status") if m10bc is not None else None,
+                 "orchestrator_review": review.gate() if review is not None else None}
+        outcome = _publish_analysis(analysis, manifests, gates, ws_inputs, rest_inputs, [rows_stats],
+                                    reconstructor.rest_rows, ws_rows, known, problems, started,
+                                    config.output_manifest, config.output_report)
+    finally:
+        analysis.close()
+        if gc_was_enabled:
+            gc.enable()
+    outcome.written.update({"rows": Path(config.output_rows), "manifest_10c": Path(config.manifest_10c)})
+    outcome.reconstruction_gate = reconstructor.gate()
+    return outcome

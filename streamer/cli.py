@@ -58,7 +58,58 @@ def _build_parser() -> argparse.ArgumentParser:
     _analysis_flags(analyze)
     _progress_flag(analyze)
     analyze.set_defaults(handler=_analyze)
+
+    reconstruct = commands.add_parser(
+        "reconstruct", help="rebuild every book and compare it with each REST checkpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Rebuild every token's book from the websocket capture and write one comparison row per "
+                    "REST book summary,\nplus the 10C manifest naming them.\n\nExample:\n"
+                    "  streamer reconstruct --manifest-10b capture/manifest_10b.json --output-rows out/rows.jsonl.gz "
+                    "\\\n    --manifest-10c out/10c.json")
+    _reconstruct_flags(reconstruct)
+    reconstruct.add_argument("--output-manifest", dest="manifest_10c", type=Path, default=batch.DEFAULT_10C_MANIFEST,
+                             help="10C manifest to write (default %(default)s)")
+    _progress_flag(reconstruct)
+    reconstruct.set_defaults(handler=_reconstruct)
+
+    run = commands.add_parser(
+        "run", help="reconstruct and analyze in one pass; writes all four outputs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reconstruct and analyze in one pass over the websocket input: the comparison rows, the 10C "
+                    "manifest,\nthe divergence manifest and the report, equal to reconstruct then analyze.\n\n"
+                    "Example:\n  streamer run --manifest-10b capture/manifest_10b.json --output-rows out/rows.jsonl.gz "
+                    "\\\n    --manifest-10c out/10c.json --output-manifest out/10d0.json --output-report out/10d0.md")
+    _reconstruct_flags(run)
+    run.add_argument("--manifest-10c", type=Path, default=batch.DEFAULT_10C_MANIFEST,
+                     help="10C manifest to write (default %(default)s)")
+    run.add_argument("--manifest-10bc", type=Path, default=None,
+                     help="10BC manifest, for its gate (optional; read when given or present at "
+                          f"{batch.DEFAULT_10BC_MANIFEST})")
+    run.add_argument("--orchestrator-review", type=Path, default=None,
+                     help=f"orchestrator review, for its gate (optional; read when given or present at "
+                          f"{batch.DEFAULT_ORCHESTRATOR_REVIEW})")
+    _analysis_flags(run)
+    _progress_flag(run)
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser(
+        "demo", help="generate a small realistic capture and run the whole pipeline on it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Generate a small synthetic capture (several markets, recorder drops, REST lag) and run "
+                    "`streamer run` on it.\n\nExample:\n  streamer demo --out streamer-demo")
+    demo.add_argument("--out", type=Path, default=Path("streamer-demo"), help="directory to write (default %(default)s)")
+    demo.add_argument("--seed", type=int, default=2026, help="generator seed (default %(default)s)")
+    demo.add_argument("--ws-lines", type=int, default=6000, help="websocket lines to generate (default %(default)s)")
+    demo.set_defaults(handler=_demo)
     return parser
+
+
+def _reconstruct_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest-10b", type=Path, default=batch.DEFAULT_10B_MANIFEST,
+                        help="10B manifest naming the websocket and REST files (default %(default)s)")
+    parser.add_argument("--top-n", type=int, default=10, help="levels per side compared (default 10)")
+    parser.add_argument("--output-rows", type=Path, default=batch.DEFAULT_OUTPUT_ROWS,
+                        help="comparison rows to write, gzip JSONL (default %(default)s)")
 
 
 def _print_outcome(outcome: batch.Outcome, lines: list[str]) -> int:
@@ -81,6 +132,62 @@ def _analyze(args: argparse.Namespace) -> int:
         f"DIVERGENCE_ANALYSIS_REPORT={args.output_report}",
         f"DIVERGENCE_ANALYSIS_GATE={outcome.gate}",
     ])
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    config = batch.ReconstructConfig(manifest_10b=args.manifest_10b, top_n=args.top_n,
+                                     output_rows=args.output_rows, manifest_10c=args.manifest_10c,
+                                     progress=args.progress)
+    outcome = batch.reconstruct(config)
+    for message in outcome.problems.messages():
+        print(message, file=sys.stderr)
+    print(f"RECONSTRUCTION_ROWS={args.output_rows}")
+    print(f"RECONSTRUCTION_MANIFEST={args.manifest_10c}")
+    print(f"RECONSTRUCTION_GATE={outcome.gate}")
+    return EXIT_PASS
+
+
+def _optional(path: Path | None, default: Path) -> Path | None:
+    if path is not None:
+        return path
+    return default if default.exists() else None
+
+
+def _run_config(args: argparse.Namespace) -> batch.RunConfig:
+    return batch.RunConfig(
+        manifest_10b=args.manifest_10b, top_n=args.top_n, output_rows=args.output_rows,
+        manifest_10c=args.manifest_10c,
+        manifest_10bc=_optional(args.manifest_10bc, batch.DEFAULT_10BC_MANIFEST),
+        orchestrator_review=_optional(args.orchestrator_review, batch.DEFAULT_ORCHESTRATOR_REVIEW),
+        output_manifest=args.output_manifest, output_report=args.output_report,
+        context_limit=args.context_limit, price_evidence_seconds=args.price_evidence_seconds,
+        progress=args.progress)
+
+
+def _run_lines(config: batch.RunConfig, outcome: batch.Outcome) -> list[str]:
+    return [
+        f"RECONSTRUCTION_ROWS={config.output_rows}",
+        f"RECONSTRUCTION_MANIFEST={config.manifest_10c}",
+        f"RECONSTRUCTION_GATE={outcome.reconstruction_gate}",
+        f"DIVERGENCE_ANALYSIS_MANIFEST={config.output_manifest}",
+        f"DIVERGENCE_ANALYSIS_REPORT={config.output_report}",
+        f"DIVERGENCE_ANALYSIS_GATE={outcome.gate}",
+    ]
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _run_config(args)
+    outcome = batch.run(config)
+    return _print_outcome(outcome, _run_lines(config, outcome))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    config, outcome = run_demo(args.out, seed=args.seed, ws_lines=args.ws_lines)
+    code = _print_outcome(outcome, _run_lines(config, outcome))
+    print(f"demo: capture and outputs are in {args.out}/ (open {config.output_report} first)")
+    return EXIT_PASS if code in (EXIT_PASS, EXIT_GATE_NOT_PASSED) else code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

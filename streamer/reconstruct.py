@@ -1,0 +1,332 @@
+"""Reconstruction: apply websocket rows to per-token books; compare them at REST checkpoints.
+
+SPEC section 3 and the README's decisions: rows apply in stream order (``book`` replaces,
+``price_change`` of both forms sets levels), and a checkpoint yields one comparison row (SPEC
+section 2.5) per book summary. What the feed does wrong is reported, never repaired
+(:class:`Anomalies`): duplicates, stale entries, crossed books, entries for tokens without a book,
+REST books for tokens the websocket never named, rejected REST rows, unknown event types.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from decimal import Decimal
+from typing import Any
+
+from .books import Book, parse_decimal, parse_levels
+from .compare import compare_books
+from .decoders import dumps
+
+#: Event types of the market channel that do not change a book (POLYMARKET.md section 2.1).
+PASSIVE_EVENT_TYPES = frozenset({"last_trade_price", "best_bid_ask", "tick_size_change", "new_market",
+                                 "market_resolved"})
+DUPLICATE_WINDOW_US = 2_000_000
+#: Locations listed per anomaly; counts are always complete.
+ANOMALY_LOCATIONS = 20
+
+_prices: dict[str, Decimal | None] = {}
+
+
+def _price(value: Any) -> Decimal | None:
+    """parse_decimal with a bounded cache: prices lie on a tick grid and repeat."""
+    if type(value) is not str:
+        return parse_decimal(value)
+    price = _prices.get(value, False)
+    if price is False:
+        price = parse_decimal(value)
+        if len(_prices) >= 65536:
+            _prices.clear()
+        _prices[value] = price
+    return price  # type: ignore[return-value]
+
+
+def _millis(value: Any) -> int | None:
+    """A ``timestamp`` (ms, string or number) as an int, or None."""
+    if type(value) is int:
+        return value
+    if type(value) is str and value.isdigit() and value.isascii():
+        return int(value)
+    return None
+
+
+class Anomalies:
+    """Feed faults by name: complete counts and the first :data:`ANOMALY_LOCATIONS` places."""
+
+    __slots__ = ("counts", "locations")
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.locations: dict[str, list[str]] = {}
+
+    def add(self, name: str, where: str) -> None:
+        count = self.counts[name]
+        self.counts[name] = count + 1
+        if count < ANOMALY_LOCATIONS:
+            self.locations.setdefault(name, []).append(where)
+
+    def as_json(self) -> dict[str, Any]:
+        return {name: {"count": count, "first": self.locations.get(name, [])}
+                for name, count in sorted(self.counts.items())}
+
+
+class TokenState:
+    """One token's book and the bookkeeping of the rows applied to it."""
+
+    __slots__ = ("book", "applied", "first_line", "last_line", "first_seq", "last_seq", "file_index",
+                 "received", "timestamp")
+
+    def __init__(self) -> None:
+        self.book: Book | None = None
+        self.applied = 0
+        self.first_line: int | None = None
+        self.last_line: int | None = None
+        self.first_seq: Any = None
+        self.last_seq: Any = None
+        self.file_index = 0
+        self.received: Any = None
+        self.timestamp: int | None = None  # the book's current timestamp (ms)
+
+
+class Reconstructor:
+    """Books for every token, advanced one websocket row at a time, compared at checkpoints.
+
+    :param markets: ``token_id -> market labels`` from the 10B manifest.
+    :param ws_names: websocket files as the manifest names them (``raw_websocket_file``).
+    :param rest_names: REST files likewise (``rest_checkpoint_file``).
+
+    Cost: O(entries x log levels) per row; memory O(tokens x levels) plus a 2-second duplicate
+    window.
+    """
+
+    def __init__(self, markets: dict[str, dict[str, Any]], ws_names: list[str], rest_names: list[str],
+                 top_n: int = 10) -> None:
+        self.markets = markets
+        self.ws_names = ws_names
+        self.rest_names = rest_names
+        self.top_n = top_n
+        self.tokens: dict[str, TokenState] = {}
+        self.anomalies = Anomalies()
+        self.status_counts: Counter[str] = Counter()
+        self.rest_rows = 0
+        self.rest_rejected = 0
+        self.comparison_rows = 0
+        self.bad_levels = 0
+        self._recent: dict[bytes, int] = {}
+        self._recent_order: deque[tuple[int, bytes]] = deque()
+
+    # -- websocket --------------------------------------------------------------------------------
+
+    def _state(self, token: str) -> TokenState:
+        state = self.tokens.get(token)
+        if state is None:
+            state = self.tokens[token] = TokenState()
+        return state
+
+    def apply(self, file_index: int, line: int, row: dict[str, Any], received_us: int | None) -> None:
+        """Apply one websocket row (SPEC section 3). Cost: O(entries x log levels)."""
+        payload = row.get("json")
+        if type(payload) is dict:
+            items: Any = (payload,)
+        elif type(payload) is list:
+            items = payload
+        else:
+            return
+        if received_us is not None and payload:
+            self._check_duplicate(payload, received_us, file_index, line)
+        touched: list[str] = []
+        for item in items:
+            if type(item) is not dict:
+                continue
+            event_type = item.get("event_type")
+            if not (type(event_type) is str and event_type):
+                if "asset_id" in item and (("bids" in item and "asks" in item)
+                                           or ("buys" in item and "sells" in item)):
+                    event_type = "book"
+                else:
+                    self.anomalies.add("untyped_object", self._where(file_index, line))
+                    continue
+            if event_type == "price_change":
+                stamp = _millis(item.get("timestamp"))
+                entries = item.get("price_changes")
+                if type(entries) is list:
+                    for entry in entries:
+                        if type(entry) is not dict:
+                            self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
+                            continue
+                        token = entry.get("asset_id")
+                        if token is not None:
+                            self._change(str(token), entry, stamp, touched, file_index, line)
+                entries = item.get("changes")
+                if type(entries) is list:
+                    token = item.get("asset_id")
+                    for entry in entries:
+                        if token is None:
+                            break
+                        if type(entry) is not dict:
+                            self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
+                            continue
+                        self._change(str(token), entry, stamp, touched, file_index, line)
+            elif event_type == "book":
+                token = item.get("asset_id")
+                if token is None:
+                    continue
+                bids, bad_bids = parse_levels(item["bids"] if "bids" in item else item.get("buys"))
+                asks, bad_asks = parse_levels(item["asks"] if "asks" in item else item.get("sells"))
+                if bad_bids or bad_asks:
+                    self.bad_levels += bad_bids + bad_asks
+                    self.anomalies.add("bad_level", self._where(file_index, line))
+                state = self._state(str(token))
+                if state.book is None:
+                    state.book = Book()
+                state.book.replace(bids, asks)
+                state.timestamp = _millis(item.get("timestamp"))
+                touched.append(str(token))
+            else:
+                token = item.get("asset_id")
+                if token is not None and str(token) not in self.tokens:
+                    self._state(str(token))
+                if event_type not in PASSIVE_EVENT_TYPES:
+                    self.anomalies.add(f"unknown_event_type:{event_type}", self._where(file_index, line))
+        if touched:
+            self._account(touched, file_index, line, row)
+
+    def _change(self, token: str, entry: dict[str, Any], stamp: int | None, touched: list[str],
+                file_index: int, line: int) -> None:
+        side = entry.get("side")
+        price = _price(entry.get("price"))
+        size = parse_decimal(entry.get("size"))
+        state = self.tokens.get(token)
+        if state is None:
+            state = self._state(token)
+        if (side != "BUY" and side != "SELL") or price is None or size is None or size < 0:
+            self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
+            return
+        book = state.book
+        if book is None:
+            self.anomalies.add("price_change_without_book", self._where(file_index, line))
+            return
+        if stamp is not None and state.timestamp is not None:
+            if stamp < state.timestamp:
+                self.anomalies.add("stale_price_change", self._where(file_index, line))
+            else:
+                state.timestamp = stamp
+        elif stamp is not None:
+            state.timestamp = stamp
+        levels = book.bids if side == "BUY" else book.asks
+        if size:
+            levels[price] = size
+        else:
+            levels.pop(price, None)
+        touched.append(token)
+
+    def _account(self, touched: list[str], file_index: int, line: int, row: dict[str, Any]) -> None:
+        """A row counts once per token it applied to; then the book must not be crossed."""
+        sequence = row.get("global_message_sequence")
+        received = row.get("received_at_utc")
+        for token in dict.fromkeys(touched) if len(touched) > 1 else touched:
+            state = self.tokens[token]
+            if not state.applied:
+                state.first_line = line
+                state.first_seq = sequence
+            state.applied += 1
+            state.last_line = line
+            state.last_seq = sequence
+            state.file_index = file_index
+            state.received = received
+            book = state.book
+            if book is not None and book.bids and book.asks and book.bids.peekitem(-1)[0] >= book.asks.peekitem(0)[0]:
+                self.anomalies.add("crossed_book", f"{self._where(file_index, line)} {token}")
+
+    def _check_duplicate(self, payload: Any, received_us: int, file_index: int, line: int) -> None:
+        """Exact repeats of a payload within 2 s of the first (reported, still applied)."""
+        recent = self._recent
+        order = self._recent_order
+        horizon = received_us - DUPLICATE_WINDOW_US
+        while order and order[0][0] < horizon:
+            stamp, old = order.popleft()
+            if recent.get(old) == stamp:
+                del recent[old]
+        try:
+            fingerprint = dumps(payload)
+        except (TypeError, ValueError):
+            return
+        seen = recent.get(fingerprint)
+        if seen is not None and 0 <= received_us - seen <= DUPLICATE_WINDOW_US:
+            self.anomalies.add("duplicate_payload", self._where(file_index, line))
+            return
+        recent[fingerprint] = received_us
+        order.append((received_us, fingerprint))
+
+    def _where(self, file_index: int, line: int) -> str:
+        return f"{self.ws_names[file_index]}:{line}" if self.ws_names else str(line)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def compare(self, file_index: int, line: int, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The comparison rows of one REST checkpoint row, in its summaries' order.
+
+        A rejected row (``http_status`` present and not 2xx, or ``json`` not a list) gives none and
+        is recorded. Cost: O(summaries x (levels log levels + top_n)).
+        """
+        self.rest_rows += 1
+        where = f"{self.rest_names[file_index]}:{line}"
+        status = row.get("http_status")
+        summaries = row.get("json")
+        if (status is not None and not (type(status) is int and 200 <= status < 300)) or type(summaries) is not list:
+            self.rest_rejected += 1
+            self.anomalies.add("rejected_rest_row", where)
+            return []
+        out = []
+        for summary in summaries:
+            if type(summary) is not dict or summary.get("asset_id") is None:
+                self.anomalies.add("bad_book_summary", where)
+                continue
+            out.append(self._compare_summary(summary, row, file_index, line, where))
+        return out
+
+    def _compare_summary(self, summary: dict[str, Any], row: dict[str, Any], file_index: int, line: int,
+                         where: str) -> dict[str, Any]:
+        token = str(summary["asset_id"])
+        rest_bids, bad_bids = parse_levels(summary["bids"] if "bids" in summary else summary.get("buys"))
+        rest_asks, bad_asks = parse_levels(summary["asks"] if "asks" in summary else summary.get("sells"))
+        if bad_bids or bad_asks:
+            self.bad_levels += bad_bids + bad_asks
+            self.anomalies.add("bad_level", where)
+        state = self.tokens.get(token)
+        if state is None:
+            self.anomalies.add("rest_token_not_seen_on_websocket", f"{where} {token}")
+        local = state.book if state is not None else None
+        fields, all_match = compare_books(rest_bids, rest_asks, local, self.top_n)
+        status = "no_local_book" if local is None else ("match" if all_match else "divergent")
+        self.status_counts[status] += 1
+        self.comparison_rows += 1
+        market = self.markets.get(token)
+        applied = state is not None and state.applied > 0
+        first_ws = self.ws_names[0] if self.ws_names else None
+        result = {
+            "comparison_status": status,
+            "token_id": token,
+            "market": dict(market) if market is not None else {
+                "market_slug": None, "condition_id": summary.get("market"), "outcome": None},
+            "rest_checkpoint_sequence": row.get("checkpoint_sequence"),
+            "rest_checkpoint_received_at_utc": row.get("received_at_utc"),
+            "rest_checkpoint_file": self.rest_names[file_index],
+            "rest_checkpoint_line": line,
+            "raw_websocket_file": self.ws_names[state.file_index] if applied else first_ws,  # type: ignore[union-attr]
+            "applied_ws_message_count": state.applied if applied else 0,  # type: ignore[union-attr]
+            "applied_ws_line_span": [state.first_line, state.last_line] if applied else [None, None],  # type: ignore[union-attr]
+            "applied_ws_global_sequence_span": [state.first_seq, state.last_seq] if applied else [None, None],  # type: ignore[union-attr]
+            "last_applied_ws_line": state.last_line if applied else None,  # type: ignore[union-attr]
+            "last_applied_ws_received_at_utc": state.received if applied else None,  # type: ignore[union-attr]
+            "last_local_update_received_at_utc": state.received if applied else None,  # type: ignore[union-attr]
+        }
+        result.update(fields)
+        return result
+
+    def gate(self) -> str:
+        """The 10C gate: PASS when every comparison matched, DIVERGENT otherwise, or NO_CHECKPOINTS."""
+        if not self.comparison_rows:
+            return "BOOK_RECONSTRUCTION_NO_CHECKPOINTS"
+        if self.status_counts.get("match", 0) == self.comparison_rows:
+            return "BOOK_RECONSTRUCTION_PASS"
+        return "BOOK_RECONSTRUCTION_DIVERGENT"
