@@ -114,8 +114,8 @@ class Progress:
 
 
 def iter_objects(inputs: list[InputStats], problems: InputProblems,
-                 progress: Progress | None = None) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    """Yield ``(file_index, line, object)`` for each JSON-object line of ``inputs``, in order.
+                 progress: Progress | None = None) -> Iterator[tuple[int, int, dict[str, Any], bytes]]:
+    """Yield ``(file_index, line, object, raw line)`` for each JSON-object line of ``inputs``.
 
     Blank lines are skipped; other lines that are not JSON objects are recorded in ``problems``.
     Errors surface during iteration.
@@ -134,20 +134,20 @@ def iter_objects(inputs: list[InputStats], problems: InputProblems,
                 if type(value) is not dict:
                     problems.add(stats.name, line_number, "not_an_object")
                     continue
-                yield file_index, line_number, value
+                yield file_index, line_number, value, line
             if progress is not None:
                 progress.update()
         problems.add_truncation(stats)
 
 
-def iter_ws_rows(inputs: list[InputStats], problems: InputProblems,
-                 progress: Progress | None = None) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
-    """Yield ``(key, row, value)`` for every usable websocket row, in stream order.
+def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None
+                 ) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
+    """Yield ``(key, row, value, raw line)`` for every usable websocket row, in stream order.
 
     ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``value``
     the parsed row. A row whose ``received_at_utc`` is not a string is skipped and recorded.
     """
-    for file_index, line, value in iter_objects(inputs, problems, progress):
+    for file_index, line, value, raw in iter_objects(inputs, problems, progress):
         received = value.get("received_at_utc")
         if received and type(received) is not str:
             problems.add(inputs[file_index].name, line, "mistyped_received_at_utc")
@@ -156,12 +156,12 @@ def iter_ws_rows(inputs: list[InputStats], problems: InputProblems,
         if received and received_us is None:
             problems.note("unparseable_received_at_utc")
         yield (file_index * LINE_SPAN + line,
-               (file_index, line, value.get("global_message_sequence"), received, received_us), value)
+               (file_index, line, value.get("global_message_sequence"), received, received_us), value, raw)
 
 
 def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
     """``(key, row, parts by token)`` for every websocket row: the input of a second pass."""
-    for key, row, value in iter_ws_rows(inputs, InputProblems()):
+    for key, row, value, _raw in iter_ws_rows(inputs, InputProblems()):
         yield key, row, analysis_parts(value.get("json"))
 
 
@@ -317,7 +317,7 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
 
 
 def _all_queries(engine: DivergenceAnalysis, comparison_inputs: list[InputStats]) -> Iterator[Query]:
-    for file_index, line, row in iter_objects(comparison_inputs, InputProblems()):
+    for file_index, line, row, _raw in iter_objects(comparison_inputs, InputProblems()):
         query = engine.comparison_row(file_index, line, row)
         if query is not None:
             yield query
@@ -332,7 +332,7 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
     head_time = _head_time(head)
     previous_key = -1.0
     ws_rows = 0
-    for key, row, value in iter_ws_rows(ws_inputs, problems, progress):
+    for key, row, value, _raw in iter_ws_rows(ws_inputs, problems, progress):
         ws_rows += 1
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
@@ -355,15 +355,15 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
     return ws_rows
 
 
-def _head_time(head: tuple[int, int, dict[str, Any]] | None) -> int | None:
+def _head_time(head: tuple[int, int, dict[str, Any], bytes] | None) -> int | None:
     """When a comparison row may be taken: its checkpoint time if divergent, else at once."""
     if head is None or head[2].get("comparison_status") != "divergent":
         return None
     return _comparison_time(head[2])
 
 
-def _take(engine: DivergenceAnalysis, head: tuple[int, int, dict[str, Any]], stream_key: float) -> None:
-    file_index, line, row = head
+def _take(engine: DivergenceAnalysis, head: tuple[int, int, dict[str, Any], bytes], stream_key: float) -> None:
+    file_index, line, row, _raw = head
     query = engine.comparison_row(file_index, line, row)
     if query is not None:
         engine.join.take(query, engine.ws_file_of(query), stream_key)
@@ -459,7 +459,7 @@ class RunConfig(ReconstructConfig):
     price_evidence_seconds: int = 10
 
 
-def _rest_time(head: tuple[int, int, dict[str, Any]] | None) -> int | None:
+def _rest_time(head: tuple[int, int, dict[str, Any], bytes] | None) -> int | None:
     if head is None:
         return None
     value = head[2].get("received_at_utc")
@@ -481,14 +481,14 @@ def reconstruction_pass(reconstructor: Reconstructor, ws_inputs: list[InputStats
     head_time = _rest_time(head)
     previous_key = -1.0
     ws_rows = 0
-    for key, row, value in iter_ws_rows(ws_inputs, problems, progress):
+    for key, row, value, raw in iter_ws_rows(ws_inputs, problems, progress):
         ws_rows += 1
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
             _checkpoint(reconstructor, head, rows, engine, previous_key)
             head = next(rest, None)
             head_time = _rest_time(head)
-        reconstructor.apply(row[0], row[1], value, received_us)
+        reconstructor.apply(row[0], row[1], value, received_us, raw)
         if join is not None:
             join.advance(received_us)
             parts = analysis_parts(value.get("json"))
@@ -508,9 +508,9 @@ def reconstruction_pass(reconstructor: Reconstructor, ws_inputs: list[InputStats
     return ws_rows
 
 
-def _checkpoint(reconstructor: Reconstructor, head: tuple[int, int, dict[str, Any]], rows: GzipRowsWriter,
-                engine: DivergenceAnalysis | None, stream_key: float) -> None:
-    file_index, line, rest_row = head
+def _checkpoint(reconstructor: Reconstructor, head: tuple[int, int, dict[str, Any], bytes],
+                rows: GzipRowsWriter, engine: DivergenceAnalysis | None, stream_key: float) -> None:
+    file_index, line, rest_row, _raw = head
     for comparison in reconstructor.compare(file_index, line, rest_row):
         rows.write(dumps(comparison))
         if engine is not None:

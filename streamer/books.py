@@ -10,10 +10,14 @@ from sortedcontainers import SortedDict
 __all__ = (
     "DECIMAL_EXPONENT_LIMIT",
     "Book",
+    "cached_decimal",
+    "cached_size",
     "canonical",
+    "decimal_cache",
     "exact_subtract",
     "parse_decimal",
     "parse_levels",
+    "size_cache",
 )
 
 #: A parsed decimal's adjusted exponent (``Decimal.adjusted()``) must lie within
@@ -96,6 +100,47 @@ def exact_subtract(left: Decimal, right: Decimal) -> Decimal:
     return _EXACT.subtract(left, right)
 
 
+#: text -> Decimal (or None when not a finite decimal), for prices and sizes alike.
+decimal_cache: dict[str, Decimal | None] = {}
+#: text -> Decimal when a valid size (finite, >= 0), else None.
+size_cache: dict[str, Decimal | None] = {}
+#: Entries per cache before it is cleared (prices and sizes repeat a lot: consecutive
+#: snapshots of a book share most levels).
+CACHE_LIMIT = 1 << 17
+
+
+def cached_decimal(value: object) -> Decimal | None:
+    """:func:`parse_decimal`, remembering the answer for strings (bounded cache).
+
+    Cost: O(1) on a hit; O(d) on a miss. Memory O(:data:`CACHE_LIMIT`).
+    """
+    if type(value) is not str:
+        return parse_decimal(value)
+    number = decimal_cache.get(value, False)
+    if number is False:
+        number = parse_decimal(value)
+        if len(decimal_cache) >= CACHE_LIMIT:
+            decimal_cache.clear()
+        decimal_cache[value] = number
+    return number  # type: ignore[return-value]
+
+
+def cached_size(value: object) -> Decimal | None:
+    """A size: :func:`cached_decimal` when it is >= 0, else None (cached likewise)."""
+    if type(value) is not str:
+        number = parse_decimal(value)
+        return number if number is not None and number >= 0 else None
+    number = size_cache.get(value, False)
+    if number is False:
+        number = cached_decimal(value)
+        if number is not None and number < 0:
+            number = None
+        if len(size_cache) >= CACHE_LIMIT:
+            size_cache.clear()
+        size_cache[value] = number
+    return number  # type: ignore[return-value]
+
+
 def parse_levels(levels: object) -> tuple[dict[Decimal, Decimal], int]:
     """Turn a ``bids``/``asks`` list of ``{"price", "size"}`` objects into ``{price: size}``.
 
@@ -120,18 +165,23 @@ def parse_levels(levels: object) -> tuple[dict[Decimal, Decimal], int]:
         return {}, 0
     if not isinstance(levels, list):
         return {}, 1
-    parse = parse_decimal
+    prices = decimal_cache
+    sizes = size_cache
     out: dict[Decimal, Decimal] = {}
     bad = 0
     for level in levels:
-        if not isinstance(level, dict):
+        try:
+            price = prices[level["price"]]
+            size = sizes[level["size"]]
+        except (KeyError, TypeError, IndexError):
+            if not isinstance(level, dict):
+                bad += 1
+                continue
+            price = cached_decimal(level.get("price"))
+            size = cached_size(level.get("size"))
+        if price is None or size is None:
             bad += 1
-            continue
-        price = parse(level.get("price"))
-        size = parse(level.get("size"))
-        if price is None or size is None or size < 0:
-            bad += 1
-        elif size > 0:
+        elif size:
             out[price] = size
         else:  # size 0: the price is not a level, whatever came before it in the list
             out.pop(price, None)

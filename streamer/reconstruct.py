@@ -10,10 +10,9 @@ REST books for tokens the websocket never named, rejected REST rows, unknown eve
 from __future__ import annotations
 
 from collections import Counter, deque
-from decimal import Decimal
 from typing import Any
 
-from .books import Book, parse_decimal, parse_levels
+from .books import Book, cached_decimal, cached_size, decimal_cache, parse_levels, size_cache
 from .compare import compare_books
 from .decoders import dumps
 
@@ -23,22 +22,6 @@ PASSIVE_EVENT_TYPES = frozenset({"last_trade_price", "best_bid_ask", "tick_size_
 DUPLICATE_WINDOW_US = 2_000_000
 #: Locations listed per anomaly; counts are always complete.
 ANOMALY_LOCATIONS = 20
-
-_prices: dict[str, Decimal | None] = {}
-
-
-def _price(value: Any) -> Decimal | None:
-    """parse_decimal with a bounded cache: prices lie on a tick grid and repeat."""
-    if type(value) is not str:
-        return parse_decimal(value)
-    price = _prices.get(value, False)
-    if price is False:
-        price = parse_decimal(value)
-        if len(_prices) >= 65536:
-            _prices.clear()
-        _prices[value] = price
-    return price  # type: ignore[return-value]
-
 
 def _millis(value: Any) -> int | None:
     """A ``timestamp`` (ms, string or number) as an int, or None."""
@@ -122,8 +105,12 @@ class Reconstructor:
             state = self.tokens[token] = TokenState()
         return state
 
-    def apply(self, file_index: int, line: int, row: dict[str, Any], received_us: int | None) -> None:
-        """Apply one websocket row (SPEC section 3). Cost: O(entries x log levels)."""
+    def apply(self, file_index: int, line: int, row: dict[str, Any], received_us: int | None,
+              raw: bytes | None = None) -> None:
+        """Apply one websocket row (SPEC section 3). Cost: O(entries x log levels).
+
+        ``raw`` is the row's line as read; when given, duplicate payloads are found from its bytes.
+        """
         payload = row.get("json")
         if type(payload) is dict:
             items: Any = (payload,)
@@ -132,7 +119,7 @@ class Reconstructor:
         else:
             return
         if received_us is not None and payload:
-            self._check_duplicate(payload, received_us, file_index, line)
+            self._check_duplicate(payload, raw, received_us, file_index, line)
         touched: list[str] = []
         for item in items:
             if type(item) is not dict:
@@ -149,23 +136,10 @@ class Reconstructor:
                 stamp = _millis(item.get("timestamp"))
                 entries = item.get("price_changes")
                 if type(entries) is list:
-                    for entry in entries:
-                        if type(entry) is not dict:
-                            self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
-                            continue
-                        token = entry.get("asset_id")
-                        if token is not None:
-                            self._change(str(token), entry, stamp, touched, file_index, line)
+                    self._changes(None, entries, stamp, touched, file_index, line)
                 entries = item.get("changes")
-                if type(entries) is list:
-                    token = item.get("asset_id")
-                    for entry in entries:
-                        if token is None:
-                            break
-                        if type(entry) is not dict:
-                            self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
-                            continue
-                        self._change(str(token), entry, stamp, touched, file_index, line)
+                if type(entries) is list and item.get("asset_id") is not None:
+                    self._changes(str(item["asset_id"]), entries, stamp, touched, file_index, line)
             elif event_type == "book":
                 token = item.get("asset_id")
                 if token is None:
@@ -190,34 +164,52 @@ class Reconstructor:
         if touched:
             self._account(touched, file_index, line, row)
 
-    def _change(self, token: str, entry: dict[str, Any], stamp: int | None, touched: list[str],
-                file_index: int, line: int) -> None:
-        side = entry.get("side")
-        price = _price(entry.get("price"))
-        size = parse_decimal(entry.get("size"))
-        state = self.tokens.get(token)
-        if state is None:
-            state = self._state(token)
-        if (side != "BUY" and side != "SELL") or price is None or size is None or size < 0:
-            self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
-            return
-        book = state.book
-        if book is None:
-            self.anomalies.add("price_change_without_book", self._where(file_index, line))
-            return
-        if stamp is not None and state.timestamp is not None:
-            if stamp < state.timestamp:
-                self.anomalies.add("stale_price_change", self._where(file_index, line))
+    def _changes(self, token: str | None, entries: list[Any], stamp: int | None, touched: list[str],
+                 file_index: int, line: int) -> None:
+        """Apply price_change entries: each names its token, or all are for ``token`` (older form)."""
+        tokens = self.tokens
+        prices = decimal_cache
+        sizes = size_cache
+        for entry in entries:
+            if type(entry) is not dict:
+                self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
+                continue
+            name = token
+            if name is None:
+                name = entry.get("asset_id")
+                if name is None:
+                    continue
+                if type(name) is not str:
+                    name = str(name)
+            state = tokens.get(name)
+            if state is None:
+                state = tokens[name] = TokenState()
+            side = entry.get("side")
+            try:
+                price = prices[entry["price"]]
+                size = sizes[entry["size"]]
+            except (KeyError, TypeError):
+                price = cached_decimal(entry.get("price"))
+                size = cached_size(entry.get("size"))
+            if price is None or size is None or (side != "BUY" and side != "SELL"):
+                self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
+                continue
+            book = state.book
+            if book is None:
+                self.anomalies.add("price_change_without_book", self._where(file_index, line))
+                continue
+            if stamp is not None:
+                current = state.timestamp
+                if current is None or stamp >= current:
+                    state.timestamp = stamp
+                else:
+                    self.anomalies.add("stale_price_change", self._where(file_index, line))
+            levels = book.bids if side == "BUY" else book.asks
+            if size:
+                levels[price] = size
             else:
-                state.timestamp = stamp
-        elif stamp is not None:
-            state.timestamp = stamp
-        levels = book.bids if side == "BUY" else book.asks
-        if size:
-            levels[price] = size
-        else:
-            levels.pop(price, None)
-        touched.append(token)
+                levels.pop(price, None)
+            touched.append(name)
 
     def _account(self, touched: list[str], file_index: int, line: int, row: dict[str, Any]) -> None:
         """A row counts once per token it applied to; then the book must not be crossed."""
@@ -237,8 +229,13 @@ class Reconstructor:
             if book is not None and book.bids and book.asks and book.bids.peekitem(-1)[0] >= book.asks.peekitem(0)[0]:
                 self.anomalies.add("crossed_book", f"{self._where(file_index, line)} {token}")
 
-    def _check_duplicate(self, payload: Any, received_us: int, file_index: int, line: int) -> None:
-        """Exact repeats of a payload within 2 s of the first (reported, still applied)."""
+    def _check_duplicate(self, payload: Any, raw: bytes | None, received_us: int, file_index: int,
+                         line: int) -> None:
+        """Exact repeats of a payload within 2 s of the first (reported, still applied).
+
+        The fingerprint is the line from its ``"json"`` key on (the payload's own bytes and what
+        follows it), or the payload re-serialized when the line is not at hand.
+        """
         recent = self._recent
         order = self._recent_order
         horizon = received_us - DUPLICATE_WINDOW_US
@@ -246,10 +243,14 @@ class Reconstructor:
             stamp, old = order.popleft()
             if recent.get(old) == stamp:
                 del recent[old]
-        try:
-            fingerprint = dumps(payload)
-        except (TypeError, ValueError):
-            return
+        start = raw.find(b'"json"') if raw is not None else -1
+        if start >= 0:
+            fingerprint = raw[start:]  # type: ignore[index]
+        else:
+            try:
+                fingerprint = dumps(payload)
+            except (TypeError, ValueError):
+                return
         seen = recent.get(fingerprint)
         if seen is not None and 0 <= received_us - seen <= DUPLICATE_WINDOW_US:
             self.anomalies.add("duplicate_payload", self._where(file_index, line))
