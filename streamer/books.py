@@ -106,7 +106,7 @@ decimal_cache: dict[str, Decimal | None] = {}
 size_cache: dict[str, Decimal | None] = {}
 #: Entries per cache before it is cleared (prices and sizes repeat a lot: consecutive
 #: snapshots of a book share most levels).
-CACHE_LIMIT = 1 << 17
+CACHE_LIMIT = 1 << 14
 
 
 def cached_decimal(value: object) -> Decimal | None:
