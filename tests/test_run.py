@@ -1,0 +1,201 @@
+"""``streamer run`` equals ``streamer reconstruct`` then ``streamer analyze``, output for output.
+
+Each case runs the two commands into ``out/``, moves that aside, runs ``run`` into the same paths (the
+paths are written inside the manifests), and compares: rows file and 10C manifest byte for byte, the
+divergence manifest once loaded (``refcompare.comparable``), the report except its ``Created:`` line,
+stdout, and exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from streamer.synth import CaptureShape, generate_capture
+from tests.refcompare import comparable
+from tests.test_reconstruct import (NO, YES, book, change, cli_call, levels, read_rows, rest, summary, write_capture,
+                                    ws)
+
+GATE_PASS = "WS_DIVERGENCE_ANALYSIS_PASS"
+OUT = {
+    "rows": "out/derived/rows.jsonl.gz",
+    "manifest_10c": "out/manifests/10c.json",
+    "manifest": "out/manifests/10d0.json",
+    "report": "out/reports/10d0.md",
+}
+PRIOR = {"manifest_10bc": "prior/10bc.json", "review": "prior/review.json"}
+
+
+def _write_prior() -> None:
+    Path("prior").mkdir(exist_ok=True)
+    Path(PRIOR["manifest_10bc"]).write_text(json.dumps({"gate_status": "FULL_FIDELITY_SAMPLE_PASS"}))
+    Path(PRIOR["review"]).write_text(json.dumps({"review_gate": "ACCEPTED"}))
+
+
+def _reconstruct_then_analyze(manifest_10b: str) -> tuple[int, int, list[str]]:
+    code_r, out_r, err_r = cli_call("reconstruct", "--no-progress", "--manifest-10b", manifest_10b,
+                                    "--output-rows", OUT["rows"], "--output-manifest", OUT["manifest_10c"])
+    assert code_r == 0, err_r
+    code_a, out_a, err_a = cli_call("analyze", "--no-progress", "--manifest-10b", manifest_10b,
+                                    "--manifest-10c", OUT["manifest_10c"], "--manifest-10bc", PRIOR["manifest_10bc"],
+                                    "--orchestrator-review", PRIOR["review"], "--output-manifest", OUT["manifest"],
+                                    "--output-report", OUT["report"])
+    assert code_a in (0, 1), err_a
+    return code_r, code_a, out_r + out_a
+
+
+def _run(manifest_10b: str, *, prior: bool = True) -> tuple[int, list[str], list[str]]:
+    extra = ["--manifest-10bc", PRIOR["manifest_10bc"], "--orchestrator-review", PRIOR["review"]] if prior else []
+    return cli_call("run", "--no-progress", "--manifest-10b", manifest_10b, "--output-rows", OUT["rows"],
+                    "--manifest-10c", OUT["manifest_10c"], "--output-manifest", OUT["manifest"],
+                    "--output-report", OUT["report"], *extra)
+
+
+def _report_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().split("\n") if not line.startswith("Created: ")]
+
+
+def assert_run_equals_separate(manifest_10b: str) -> dict[str, Any]:
+    """Run both ways from the current directory; returns the divergence manifest of ``run``."""
+    _write_prior()
+    _, code_analyze, stdout_separate = _reconstruct_then_analyze(manifest_10b)
+    separate = Path("separate")
+    shutil.rmtree(separate, ignore_errors=True)
+    Path("out").rename(separate)
+    code_run, stdout_run, stderr_run = _run(manifest_10b)
+
+    def aside(name: str) -> Path:
+        return separate / Path(OUT[name]).relative_to("out")
+
+    assert stdout_run == stdout_separate
+    assert len(stdout_run) == 6
+    assert code_run == code_analyze
+    for name in ("rows", "manifest_10c"):
+        assert Path(OUT[name]).read_bytes() == aside(name).read_bytes(), name
+    manifest_run = json.loads(Path(OUT["manifest"]).read_text())
+    manifest_separate = json.loads(aside("manifest").read_text())
+    left, right = comparable(json.loads(aside("manifest").read_text())), comparable(dict(manifest_run))
+    for key in sorted(set(left) | set(right)):
+        assert left.get(key) == right.get(key), f"divergence manifest key {key} differs"
+    assert _report_lines(Path(OUT["report"])) == _report_lines(aside("report"))
+    gate = manifest_run["gate_status"]
+    assert stdout_run[-1] == f"DIVERGENCE_ANALYSIS_GATE={gate}"
+    assert code_run == (0 if gate == GATE_PASS else 1)
+    assert manifest_separate["accepted_prior_gates"] == manifest_run["accepted_prior_gates"] == {
+        "10b": "WS_RAW_SAMPLE_PASS", "10c": json.loads(Path(OUT["manifest_10c"]).read_text())["gate_status"],
+        "10bc": "FULL_FIDELITY_SAMPLE_PASS", "orchestrator_review": "ACCEPTED"}
+    assert not list(Path("out").rglob(".streamer-work-*"))  # spool directories removed
+    return manifest_run
+
+
+SYNTH_CASES = {
+    "default": (CaptureShape(markets=3, ws_lines=2500), 11),
+    "multi-file": (CaptureShape(markets=2, ws_lines=3000, ws_files=3, rest_files=2, gzip=False, drop_rate=0.01,
+                                duplicate_rate=0.01, blank_line_rate=0.01), 12),
+    "legacy": (CaptureShape(markets=3, ws_lines=2500, legacy_price_change_fraction=0.5, drop_rate=0.01), 13),
+    "legacy-multi-file": (CaptureShape(markets=4, ws_lines=3000, ws_files=2, rest_files=2, reconnect_every=600,
+                                       legacy_price_change_fraction=0.3, book_without_event_type_rate=0.3,
+                                       rest_error_rate=0.2, unlisted_token_rate=0.3), 14),
+    "clean": (CaptureShape(markets=2, ws_lines=1500, drop_rate=0, rest_lag_ms=(0, 0), unlisted_token_rate=0), 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SYNTH_CASES))
+def test_run_equals_reconstruct_then_analyze_on_synthetic_captures(workdir: Path, case: str) -> None:
+    shape, seed = SYNTH_CASES[case]
+    capture = generate_capture(Path("capture"), shape, seed, path_base=Path("."))
+    manifest = assert_run_equals_separate(capture.manifest_10b.as_posix())
+    statuses = manifest["comparison_status_counts"]
+    if case == "clean":
+        assert manifest["gate_status"] == GATE_PASS and set(statuses) == {"match"}
+    else:
+        assert statuses.get("divergent") and manifest["gate_status"] != GATE_PASS
+    if "multi-file" in case:
+        files = {entry["path"] for entry in manifest["input_artifacts"]}
+        assert {p.as_posix() for p in capture.ws_files + capture.rest_files} <= files
+
+
+def _hand_capture(case: str) -> str:
+    ahead = summary(bids=levels(("0.48", "10"), ("0.49", "22"), ("0.5", "30")))
+    base = [ws(1, 1, [book(), book(NO)]), ws(2, 2, change(YES, "0.49", "21", "BUY")),
+            ws(2.3, 3, change(YES, "0.49", "22", "BUY")), ws(4, 4, change(YES, "0.5", "0", "BUY")),
+            ws(5, 5, change(YES, "0.49", "23", "BUY"))]
+    if case == "size-only-lag":  # divergent, explained by the feed: the analysis passes
+        return write_capture([base[:1] + base[2:3]], [[rest(2.0, 1, ahead), rest(3.0, 2, ahead)]])
+    if case == "untimed-checkpoint":
+        untimed = rest(0, 2, summary())
+        del untimed["received_at_utc"]
+        return write_capture([base], [[rest(2.5, 1, summary()), untimed, rest(4.5, 3, summary())]])
+    if case == "unparseable-ws-time":
+        odd = dict(base[2], received_at_utc="not a time")
+        return write_capture([[*base[:2], odd, *base[3:]]], [[rest(2.5, 1, summary()), rest(3.5, 2, summary())]])
+    if case == "ws-out-of-order":
+        return write_capture([[base[0], base[2], base[1], base[4], base[3]]],
+                             [[rest(2.5, 1, summary()), rest(3.5, 2, summary()), rest(4.5, 3, summary())]])
+    if case == "rest-out-of-order":
+        return write_capture([base], [[rest(4.5, 1, summary()), rest(2.5, 2, summary()), rest(3.5, 3, summary())]])
+    if case == "multi-file-no-checkpoint":
+        return write_capture([base[:2], base[2:]], [[rest(3, 1, status=404) | {"json": {"error": "x"}}]],
+                             compress=True)
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["size-only-lag", "untimed-checkpoint", "unparseable-ws-time", "ws-out-of-order",
+                                  "rest-out-of-order", "multi-file-no-checkpoint"])
+def test_run_equals_reconstruct_then_analyze_on_hand_built_captures(workdir: Path, case: str) -> None:
+    manifest = assert_run_equals_separate(_hand_capture(case))
+    if case == "size-only-lag":
+        assert manifest["comparison_status_counts"] == {"divergent": 1, "match": 1}
+        assert manifest["gate_status"] == GATE_PASS  # exit 0 although a row is divergent
+    if case == "multi-file-no-checkpoint":
+        assert manifest["row_counts"]["comparison_rows"] == 0
+        assert read_rows(OUT["rows"]) == []
+
+
+def test_run_without_prior_manifests_gives_null_gates(workdir: Path) -> None:
+    capture = generate_capture(Path("capture"), CaptureShape(markets=2, ws_lines=1200), 3, path_base=Path("."))
+    code, stdout, stderr = _run(capture.manifest_10b.as_posix(), prior=False)
+    assert code in (0, 1), stderr
+    manifest = json.loads(Path(OUT["manifest"]).read_text())
+    manifest_10c = json.loads(Path(OUT["manifest_10c"]).read_text())
+    assert manifest["accepted_prior_gates"] == {"10b": "WS_RAW_SAMPLE_PASS", "10c": manifest_10c["gate_status"],
+                                                "10bc": None, "orchestrator_review": None}
+    kinds = [entry["kind"] for entry in manifest["input_artifacts"]]
+    assert "10bc_combined_manifest_prior_evidence" not in kinds and "10bc_orchestrator_review" not in kinds
+    assert kinds[:2] == ["10b_manifest", "10c_manifest_regenerated_for_10d0"]
+    assert stdout[2] == f"RECONSTRUCTION_GATE={manifest_10c['gate_status']}"
+    assert code == (0 if manifest["gate_status"] == GATE_PASS else 1)
+
+
+def test_run_reads_prior_manifests_at_their_default_paths(workdir: Path) -> None:
+    capture = generate_capture(Path("capture"), CaptureShape(markets=1, ws_lines=600), 4, path_base=Path("."))
+    Path("data/manifests").mkdir(parents=True)
+    Path("data/manifests/checkpoint_010bc_full_fidelity_sample_and_reconstruction.json").write_text(
+        json.dumps({"gate_status": "FULL_FIDELITY_SAMPLE_PASS"}))
+    Path("data/manifests/checkpoint_010bc_orchestrator_review.json").write_text(json.dumps({"status": "REVIEWED"}))
+    code, _, stderr = _run(capture.manifest_10b.as_posix(), prior=False)
+    assert code in (0, 1), stderr
+    gates = json.loads(Path(OUT["manifest"]).read_text())["accepted_prior_gates"]
+    assert (gates["10bc"], gates["orchestrator_review"]) == ("FULL_FIDELITY_SAMPLE_PASS", "REVIEWED")
+
+
+@pytest.mark.parametrize("case", ["no_manifest", "missing_ws", "missing_10bc"])
+def test_run_unusable_input_exits_2_and_writes_nothing(workdir: Path, run_cli: Callable[..., Any], case: str) -> None:
+    manifest = write_capture([[ws(1, 1, [book()])]], [[rest(2, 1, summary())]])
+    argv = ["run", "--manifest-10b", manifest, "--output-rows", OUT["rows"], "--manifest-10c", OUT["manifest_10c"],
+            "--output-manifest", OUT["manifest"], "--output-report", OUT["report"]]
+    if case == "no_manifest":
+        argv[2] = "capture/nope.json"
+    elif case == "missing_ws":
+        Path("capture/ws-0.jsonl").unlink()
+    else:
+        argv += ["--manifest-10bc", "prior/absent.json"]
+    result = run_cli(*argv)
+    assert result.code == 2
+    assert result.stdout == []
+    assert len(result.stderr) == 1 and result.stderr[0].startswith("streamer run: error: ")
+    assert not Path("out").exists()
