@@ -43,7 +43,8 @@ def entry_key(file_index: int, line: float) -> float:
 class TokenIndex:
     """The retained compact events of one token, and the pending rows waiting on it.
 
-    - ``entries``: SortedList of entries, ascending by key.
+    - ``entries``: SortedList of entries, ascending by key; new entries wait in ``tail`` and
+      join it in bulk (:meth:`flush`): one C-level merge instead of an insertion per event.
     - ``anchor``: key of the token's latest applied line (a book, or a price_change while it has a
       book), or None before the first.
     - ``evicted_through``: largest key evicted so far (every retained key is larger), or None.
@@ -54,11 +55,13 @@ class TokenIndex:
     Cost: append O(log n); trim O(evicted * log n); n is bounded by ``cap``.
     """
 
-    __slots__ = ("entries", "anchor", "evicted_through", "evicted_max_us", "pending", "has_book",
+    __slots__ = ("entries", "tail", "anchor", "evicted_through", "evicted_max_us", "pending", "has_book",
                  "next_trim")
 
     def __init__(self) -> None:
         self.entries: SortedKeyList = SortedKeyList(key=_KEY)
+        #: entries appended since the last :meth:`flush` (keys above every key in ``entries``)
+        self.tail: list[Entry] = []
         self.anchor: float | None = None
         self.evicted_through: float | None = None
         self.evicted_max_us: int | None = None
@@ -66,6 +69,12 @@ class TokenIndex:
         self.has_book = False
         #: size at which the owner should call :meth:`trim` next (amortises eviction)
         self.next_trim = 16
+
+    def flush(self) -> None:
+        """Move the appended entries into the SortedList. Cost: O(n) (a merge of sorted runs)."""
+        if self.tail:
+            self.entries.update(self.tail)
+            self.tail = []
 
     def trim(self, keep_before_anchor: int, cutoff_us: int | None, cap: int) -> None:
         """Evict from the front what no future question needs.
@@ -77,6 +86,7 @@ class TokenIndex:
 
         Cost: O(k + log n) for k evicted entries.
         """
+        self.flush()
         entries = self.entries
         size = len(entries)
         anchor = self.anchor
@@ -102,7 +112,8 @@ class TokenIndex:
         self.next_trim = min(cap + 1, size + max(16, size >> 1))
 
     def position(self, key: float) -> int:
-        """Number of retained entries with key <= ``key``. Cost: O(log n)."""
+        """Number of retained entries with key <= ``key``. Cost: O(log n) after a flush."""
+        self.flush()
         return self.entries.bisect_key_right(key)
 
     def context_is_exact(self, key: float, split: int, limit: int) -> bool:
@@ -122,6 +133,7 @@ class TokenIndex:
     def _check(self) -> None:
         """Assert the invariants (tests call this after every mutation). Cost: O(n)."""
         try:
+            self.flush()
             entries = self.entries
             entries._check()
             keys = [entry[0] for entry in entries]

@@ -31,6 +31,8 @@ from .index import Entry, TokenIndex, entry_key
 from .payloads import LEGACY_PRICE_CHANGE, PRICE_CHANGE, part_price_key
 
 EVIDENCE_CAP = 20
+#: New events a token buffers before they join its SortedList in one merge.
+FLUSH_EVERY = 32
 
 Evidence = list[tuple[Entry, list[tuple[Any, ...]]]]
 ResultSink = Callable[[Query, list[Entry], list[Entry], Evidence], None]
@@ -141,10 +143,10 @@ class ContextJoin:
         for token, token_parts in parts.items():
             index = indexes.get(token)
             if index is None:
-                index = indexes[token] = TokenIndex()
+                index = indexes[token] = self._new_index()
             entry = (key, row, token_parts)
-            entries = index.entries
-            entries.add(entry)
+            tail = index.tail
+            tail.append(entry)
             for part in token_parts:
                 tag = part[0]
                 if tag == "book":
@@ -160,8 +162,11 @@ class ContextJoin:
                 window = self._closed_windows.get(token)
                 if window is not None and window[0] <= received_us <= window[1]:
                     self.redo_required = True
-            if len(entries) >= index.next_trim:
-                index.trim(self.context_limit, self.cutoff_us(), self.cap)
+            due = len(tail) + len(index.entries) >= index.next_trim
+            if due or len(tail) >= FLUSH_EVERY:
+                index.flush()
+                if due:
+                    index.trim(self.context_limit, self.cutoff_us(), self.cap)
 
     def sweep(self) -> None:
         """Drop whole indexes of tokens that never had a book and hold nothing recent.
@@ -172,6 +177,8 @@ class ContextJoin:
         cutoff = self.cutoff_us()
         if cutoff is None:
             return
+        for index in self.indexes.values():
+            index.flush()
         for token in [token for token, index in self.indexes.items()
                       if not index.has_book and not index.pending
                       and (not index.entries or (index.entries[-1][1][4] or cutoff - 1) < cutoff)]:
@@ -211,7 +218,7 @@ class ContextJoin:
                 if self.dropped_through is not None:
                     return self._miss(query)
             else:
-                split = index.position(key)
+                split = index.position(key)  # flushes the index
                 if not index.context_is_exact(key, split, limit):
                     return self._miss(query)
                 entries = index.entries
@@ -228,6 +235,7 @@ class ContextJoin:
                 if self.dropped_max_us is not None and self.dropped_max_us >= low:
                     return self._miss(query)
             else:
+                index.flush()
                 if not index.window_is_exact(low):
                     return self._miss(query)
                 prices = query.prices
@@ -249,7 +257,7 @@ class ContextJoin:
             self._finish(pending)
             return
         if index is None:
-            index = self.indexes[query.token] = TokenIndex()
+            index = self.indexes[query.token] = self._new_index()
         index.pending.append(pending)
         self._pending_count += 1
         if evidence_open:
@@ -300,6 +308,14 @@ class ContextJoin:
                     self._pending_count -= 1
                     self._finish(pending)
             index.pending = still
+
+    def _new_index(self) -> TokenIndex:
+        """A token's index. Once whole indexes have been dropped (:meth:`sweep`), a new one may
+        belong to a dropped token: it starts as if everything dropped had been evicted from it."""
+        index = TokenIndex()
+        index.evicted_through = self.dropped_through
+        index.evicted_max_us = self.dropped_max_us
+        return index
 
     def _finish(self, pending: Pending) -> None:
         pending.done = True
