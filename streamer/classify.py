@@ -33,7 +33,7 @@ class Query:
     Built by :func:`make_query`; ``prices`` are evidence price keys (:func:`price_key`).
     """
 
-    __slots__ = ("seq", "file_index", "comparison_line", "row", "token", "last_line", "t_us",
+    __slots__ = ("seq", "file_index", "comparison_line", "row", "token", "lookup", "last_line", "t_us",
                  "prices", "bid_diff", "ask_diff")
 
     def __init__(self, seq: int, file_index: int, comparison_line: int, row: dict[str, Any],
@@ -44,6 +44,9 @@ class Query:
         self.comparison_line = comparison_line
         self.row = row
         self.token = token
+        #: the token whose events answer the row; None when the row names no token (the
+        #: reference indexes only truthy token ids, so such a row has no events)
+        self.lookup: str | None = token if row.get("token_id") else None
         self.last_line = last_line
         self.t_us = t_us
         self.prices = prices

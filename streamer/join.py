@@ -124,7 +124,7 @@ class ContextJoin:
                 pending.evidence_open = False
                 self._closed_by_time(pending)
                 if not pending.after_open:
-                    self.indexes[pending.query.token].pending.remove(pending)
+                    self.indexes[pending.query.lookup].pending.remove(pending)
                     self._pending_count -= 1
                     self._finish(pending)
 
@@ -205,7 +205,10 @@ class ContextJoin:
         Finishes it at once when everything is known, registers it as pending otherwise, or
         reports it as a miss when the retained events cannot answer it exactly.
         """
-        index = self.indexes.get(query.token)
+        if query.lookup is None:
+            self._finish(Pending(query, [], [], [], False, False, 0, 0))
+            return
+        index = self.indexes.get(query.lookup)
         limit = self.context_limit
         before: list[Entry] = []
         after: list[Entry] = []
@@ -257,7 +260,7 @@ class ContextJoin:
             self._finish(pending)
             return
         if index is None:
-            index = self.indexes[query.token] = self._new_index()
+            index = self.indexes[query.lookup] = self._new_index()
         index.pending.append(pending)
         self._pending_count += 1
         if evidence_open:
@@ -323,7 +326,7 @@ class ContextJoin:
 
     def _closed_by_time(self, pending: Pending) -> None:
         """Remember the window of a row whose evidence closed on time (see late events)."""
-        token = pending.query.token
+        token = pending.query.lookup
         window = self._closed_windows.get(token)
         self._closed_windows[token] = (
             (pending.low_us, pending.high_us) if window is None
@@ -357,7 +360,9 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
     span = evidence_seconds * 1_000_000
     by_token: dict[str, dict[str, Any]] = {}
     for query, key in queries:
-        state = by_token.setdefault(query.token, {"context": [], "times": [], "by_time": []})
+        if query.lookup is None:
+            continue
+        state = by_token.setdefault(query.lookup, {"context": [], "times": [], "by_time": []})
         if key is not None:
             state["context"].append((key, query.seq, query))
         if query.prices and query.t_us is not None:
