@@ -15,18 +15,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from . import __version__
-from .analysis import ANALYZER_NAME, DivergenceAnalysis, iso_z, make_work_dir, remove_work_dir
+from .analysis import ANALYZER_NAME, DivergenceAnalysis, iso_z
 from .classify import Query
 from .decoders import GZIP_BACKEND, JSON_BACKEND, loads
 from .errors import InputError, UsageError
 from .index import LINE_SPAN
-from .decoders import dumps
 from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import analysis_parts, parse_time_us
 from .reconstruct import Reconstructor
+from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession
 from .sources import InputProblems, InputStats, check_readable, read_batches
 from .writer import GzipRowsWriter, write_atomic
 
@@ -44,7 +44,6 @@ UPDATED_PATHS = (
     Path("reports/checkpoints/checkpoint_010c_book_reconstruction_sample.md"),
 )
 MANIFEST_KEYS = ("gate_status", "review_gate", "status", "output_files", "markets")
-SWEEP_EVERY = 1 << 16
 
 
 @dataclass
@@ -200,33 +199,6 @@ def _comparison_time(row: dict[str, Any]) -> int | None:
     return parse_time_us(value) if value and type(value) is str else None
 
 
-class _Run:
-    """State shared by the analysis drivers: work directory, engine, passes made."""
-
-    def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
-                 comparison_names: list[str], output_manifest: Path) -> None:
-        if context_limit < 0:
-            raise UsageError("--context-limit must be 0 or more")
-        self.args = (context_limit, evidence_seconds, ws_names, comparison_names)
-        self.output_dir = Path(output_manifest).parent
-        self.work_dir = make_work_dir(self.output_dir)
-        self.engine = DivergenceAnalysis(*self.args, self.work_dir)
-        self.redo = False
-        self.passes = 0
-
-    def restart(self) -> DivergenceAnalysis:
-        """Drop every result and start a fresh engine (exact recomputation)."""
-        self.close()
-        self.work_dir = make_work_dir(self.output_dir)
-        self.engine = DivergenceAnalysis(*self.args, self.work_dir)
-        self.redo = True
-        return self.engine
-
-    def close(self) -> None:
-        self.engine.close()
-        remove_work_dir(self.work_dir)
-
-
 def _quiet_gc() -> bool:
     """Switch the cyclic GC off for bulk work (the hot paths make no cycles); returns its old state."""
     enabled = gc.isenabled()
@@ -303,7 +275,8 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
                       ws_inputs: list[InputStats], rest_inputs: list[InputStats],
                       comparison_inputs: list[InputStats], rest_rows: int, ws_rows: int,
                       known: dict[Path, tuple[int, str]], problems: InputProblems, started: str,
-                      output_manifest: Path, output_report: Path) -> Outcome:
+                      output_manifest: Path, output_report: Path,
+                      extra_fields: dict[str, Any] | None = None) -> Outcome:
     engine = run.engine
     comparison_names = [stats.name for stats in comparison_inputs]
     for file_index, line, reason in engine.problems:
@@ -311,6 +284,8 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
     updated = _updated_artifacts([*UPDATED_PATHS, *(Path(name) for name in comparison_names)], known)
     fields = _manifest_fields(engine, manifests, gates, ws_inputs, rest_inputs, comparison_inputs, rest_rows,
                               ws_rows, updated, problems, started, run.passes, run.redo)
+    if extra_fields:
+        fields.update(extra_fields)
     engine.publish(Path(output_manifest), Path(output_report), fields)
     return Outcome(fields["gate_status"], {"manifest": Path(output_manifest), "report": Path(output_report)},
                    problems)
@@ -466,57 +441,33 @@ def _rest_time(head: tuple[int, int, dict[str, Any], bytes] | None) -> int | Non
     return parse_time_us(value) if value and type(value) is str else None
 
 
-def reconstruction_pass(reconstructor: Reconstructor, ws_inputs: list[InputStats],
-                        rest_inputs: list[InputStats], rows: GzipRowsWriter, problems: InputProblems,
-                        progress: Progress, engine: DivergenceAnalysis | None = None) -> int:
-    """One pass: websocket rows into the books (and the join), checkpoints compared as time passes.
+def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_inputs: list[InputStats],
+                        problems: InputProblems, progress: Progress) -> int:
+    """One pass: websocket rows into the session, checkpoints compared as time passes.
 
     A REST row received at ``T`` is compared just before the first websocket row received after
-    ``T`` (SPEC section 3); each comparison row is written to ``rows`` and, with an ``engine``,
-    taken by the analysis at that same moment. Returns the number of websocket rows.
+    ``T`` (SPEC section 3); each comparison row goes to ``session.rows`` and, with an analysis,
+    is taken by its join at that same moment. Returns the number of websocket rows.
     """
-    join = engine.join if engine is not None else None
     rest = iter_objects(rest_inputs, problems)
     head = next(rest, None)
     head_time = _rest_time(head)
-    previous_key = -1.0
-    ws_rows = 0
+    reconstructor = session.reconstructor
     for key, row, value, raw in iter_ws_rows(ws_inputs, problems, progress):
-        ws_rows += 1
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
-            _checkpoint(reconstructor, head, rows, engine, previous_key)
+            session.checkpoint(head[0], head[1], head[2])
             head = next(rest, None)
             head_time = _rest_time(head)
-        reconstructor.apply(row[0], row[1], value, received_us, raw)
-        if join is not None:
-            join.advance(received_us)
-            parts = analysis_parts(value.get("json"))
-            if parts:
-                join.index(key, row, parts)
-            if not ws_rows % SWEEP_EVERY:
-                join.sweep()
-        previous_key = key
-        if not ws_rows % SWEEP_EVERY:
-            progress.rows = ws_rows
+        session.websocket_row(key, row, value, raw)
+        if not session.ws_rows % SWEEP_EVERY:
+            progress.rows = session.ws_rows
             progress.divergences = reconstructor.status_counts.get("divergent", 0)
     while head is not None:
-        _checkpoint(reconstructor, head, rows, engine, math.inf)
+        session.checkpoint(head[0], head[1], head[2], math.inf)
         head = next(rest, None)
-    if join is not None:
-        join.close()
-    return ws_rows
-
-
-def _checkpoint(reconstructor: Reconstructor, head: tuple[int, int, dict[str, Any], bytes],
-                rows: GzipRowsWriter, engine: DivergenceAnalysis | None, stream_key: float) -> None:
-    file_index, line, rest_row, _raw = head
-    for comparison in reconstructor.compare(file_index, line, rest_row):
-        rows.write(dumps(comparison))
-        if engine is not None:
-            query = engine.comparison_row(0, rows.rows, comparison)
-            if query is not None:
-                engine.join.take(query, engine.ws_file_of(query), stream_key)
+    session.end_of_stream()
+    return session.ws_rows
 
 
 def _manifest_10c(config: ReconstructConfig, m10b: Any, ws_inputs: list[InputStats],
@@ -564,12 +515,14 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
     problems = InputProblems()
     reconstructor = Reconstructor(markets_by_token(m10b), [s.name for s in ws_inputs],
                                   [s.name for s in rest_inputs], config.top_n)
+    session = RunSession(reconstructor, None)
     inputs = ws_inputs + rest_inputs
     progress = Progress(config.progress, inputs, sum(stats.path.stat().st_size for stats in inputs))
     gc_was_enabled = _quiet_gc()
     try:
         with GzipRowsWriter(Path(config.output_rows)) as rows:
-            ws_rows = reconstruction_pass(reconstructor, ws_inputs, rest_inputs, rows, problems, progress)
+            session.rows = rows
+            ws_rows = reconstruction_pass(session, ws_inputs, rest_inputs, problems, progress)
         progress.done()
         write_atomic(Path(config.manifest_10c),
                      _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems))
@@ -578,6 +531,15 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
             gc.enable()
     return Outcome(reconstructor.gate(), {"rows": Path(config.output_rows), "manifest": Path(config.manifest_10c)},
                    problems)
+
+
+def optional_manifests(config: RunConfig) -> list[Any]:
+    """The 10BC manifest and the orchestrator review of ``config`` (None where not given).
+
+    :raises InputError: when a given manifest is missing or unreadable.
+    """
+    return [read_manifest(path, MANIFEST_KEYS) if path is not None else None
+            for path in (config.manifest_10bc, config.orchestrator_review)]
 
 
 def run(config: RunConfig) -> Outcome:
@@ -592,50 +554,74 @@ def run(config: RunConfig) -> Outcome:
     """
     started = iso_z()
     m10b, ws_inputs, rest_inputs = _reconstruction_inputs(config)
-    optional = [read_manifest(path, MANIFEST_KEYS) if path is not None else None
-                for path in (config.manifest_10bc, config.orchestrator_review)]
+    optional = optional_manifests(config)
     problems = InputProblems()
-    rows_name = str(config.output_rows)
-    reconstructor = Reconstructor(markets_by_token(m10b), [s.name for s in ws_inputs],
-                                  [s.name for s in rest_inputs], config.top_n)
-    analysis = _Run(config.context_limit, config.price_evidence_seconds, [s.name for s in ws_inputs],
-                    [rows_name], config.output_manifest)
+    session = RunSession.for_run(markets_by_token(m10b), [s.name for s in ws_inputs], [s.name for s in rest_inputs],
+                                 top_n=config.top_n, context_limit=config.context_limit,
+                                 evidence_seconds=config.price_evidence_seconds, rows_name=str(config.output_rows),
+                                 output_manifest=config.output_manifest)
     inputs = ws_inputs + rest_inputs
     progress = Progress(config.progress, inputs, sum(stats.path.stat().st_size for stats in inputs))
     gc_was_enabled = _quiet_gc()
     try:
         with GzipRowsWriter(Path(config.output_rows)) as rows:
-            ws_rows = reconstruction_pass(reconstructor, ws_inputs, rest_inputs, rows, problems, progress,
-                                          analysis.engine)
+            session.rows = rows
+            reconstruction_pass(session, ws_inputs, rest_inputs, problems, progress)
         progress.done()
-        manifest_10c = _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems)
-        write_atomic(Path(config.manifest_10c), manifest_10c)
-        rows_stats = InputStats(Path(rows_name), rows_name, KIND_COMPARISON)
-        rows_stats.size, rows_stats.sha256 = rows.size, rows.sha256
-        _second_pass(analysis, ws_inputs, [rows_stats])
-        known = {stats.path.resolve(): (stats.size, stats.sha256) for stats in [*inputs, rows_stats]}
-        known[Path(config.manifest_10c).resolve()] = (len(manifest_10c), hashlib.sha256(manifest_10c).hexdigest())
-        known[m10b.path.resolve()] = (m10b.size, m10b.sha256)
-        manifests = [m10b.artifact("10b_manifest"),
-                     {"path": Path(config.manifest_10c).as_posix(), "kind": "10c_manifest_regenerated_for_10d0",
-                      "bytes": len(manifest_10c), "sha256": hashlib.sha256(manifest_10c).hexdigest()}]
-        m10bc, review = optional
-        if m10bc is not None:
-            manifests.append(m10bc.artifact("10bc_combined_manifest_prior_evidence"))
-            known[m10bc.path.resolve()] = (m10bc.size, m10bc.sha256)
-        if review is not None:
-            manifests.append(review.artifact("10bc_orchestrator_review"))
-            known[review.path.resolve()] = (review.size, review.sha256)
-        gates = {"10b": m10b.get("gate_status"), "10c": reconstructor.gate(),
-                 "10bc": m10bc.get("gate_status") if m10bc is not None else None,
-                 "orchestrator_review": review.gate() if review is not None else None}
-        outcome = _publish_analysis(analysis, manifests, gates, ws_inputs, rest_inputs, [rows_stats],
-                                    reconstructor.rest_rows, ws_rows, known, problems, started,
-                                    config.output_manifest, config.output_report)
+        outcome = finish_run(session, config, m10b, optional, ws_inputs, rest_inputs, rows, problems, started)
     finally:
-        analysis.close()
+        session.close()
         if gc_was_enabled:
             gc.enable()
+    return outcome
+
+
+def finish_run(session: RunSession, config: RunConfig, m10b: Any, optional: list[Any], ws_inputs: list[InputStats],
+               rest_inputs: list[InputStats], rows: GzipRowsWriter, problems: InputProblems, started: str, *,
+               fix_10c: Callable[[bytes], bytes] | None = None, extra_fields: dict[str, Any] | None = None
+               ) -> Outcome:
+    """After the pass: write the 10C manifest, answer the misses, publish the divergence manifest and report.
+
+    ``rows`` is the committed comparison rows file (its ``rows``, ``size`` and ``sha256``);
+    ``optional`` the 10BC manifest and the review (or None). ``fix_10c`` may rewrite the 10C
+    manifest's bytes before they are written and hashed; ``extra_fields`` are added to the
+    divergence manifest (keys streamer adds). Used by ``run`` and by ``follow`` at its exit.
+
+    Cost: the second pass, when there are misses, reads the websocket files once per
+    :data:`streamer.analysis.EXACT_BATCH` misses; the rest is O(output).
+    """
+    analysis = session.analysis
+    assert analysis is not None, "finish_run needs a session with an analysis"
+    reconstructor = session.reconstructor
+    ws_rows = session.ws_rows
+    rows_name = str(config.output_rows)
+    inputs = ws_inputs + rest_inputs
+    manifest_10c = _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems)
+    if fix_10c is not None:
+        manifest_10c = fix_10c(manifest_10c)
+    write_atomic(Path(config.manifest_10c), manifest_10c)
+    rows_stats = InputStats(Path(rows_name), rows_name, KIND_COMPARISON)
+    rows_stats.size, rows_stats.sha256 = rows.size, rows.sha256
+    _second_pass(analysis, ws_inputs, [rows_stats])
+    known = {stats.path.resolve(): (stats.size, stats.sha256) for stats in [*inputs, rows_stats]}
+    known[Path(config.manifest_10c).resolve()] = (len(manifest_10c), hashlib.sha256(manifest_10c).hexdigest())
+    known[m10b.path.resolve()] = (m10b.size, m10b.sha256)
+    manifests = [m10b.artifact("10b_manifest"),
+                 {"path": Path(config.manifest_10c).as_posix(), "kind": "10c_manifest_regenerated_for_10d0",
+                  "bytes": len(manifest_10c), "sha256": hashlib.sha256(manifest_10c).hexdigest()}]
+    m10bc, review = optional
+    if m10bc is not None:
+        manifests.append(m10bc.artifact("10bc_combined_manifest_prior_evidence"))
+        known[m10bc.path.resolve()] = (m10bc.size, m10bc.sha256)
+    if review is not None:
+        manifests.append(review.artifact("10bc_orchestrator_review"))
+        known[review.path.resolve()] = (review.size, review.sha256)
+    gates = {"10b": m10b.get("gate_status"), "10c": reconstructor.gate(),
+             "10bc": m10bc.get("gate_status") if m10bc is not None else None,
+             "orchestrator_review": review.gate() if review is not None else None}
+    outcome = _publish_analysis(analysis, manifests, gates, ws_inputs, rest_inputs, [rows_stats],
+                                reconstructor.rest_rows, ws_rows, known, problems, started,
+                                config.output_manifest, config.output_report, extra_fields)
     outcome.written.update({"rows": Path(config.output_rows), "manifest_10c": Path(config.manifest_10c)})
     outcome.reconstruction_gate = reconstructor.gate()
     return outcome

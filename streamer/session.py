@@ -1,0 +1,157 @@
+"""The run pipeline as one object: websocket rows and REST checkpoints in, engine state held.
+
+:class:`RunSession` is what ``streamer run`` does per row, taken out of its file loop so that two
+drivers share it: the batch driver (:func:`streamer.batch.run`, files in manifest order) and the
+live driver (:mod:`streamer.follow`, files discovered as a recorder writes them). It owns no file
+policy: the driver decides when a REST checkpoint is due (SPEC section 3) and where comparison
+rows go; the session applies, compares and feeds the analysis join. Everything it holds can be
+pickled (the analysis spools are reattached with
+:meth:`streamer.analysis.DivergenceAnalysis.reopen`), which is how ``follow`` saves its state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from .analysis import DivergenceAnalysis, make_work_dir, remove_work_dir
+from .decoders import dumps
+from .errors import UsageError
+from .payloads import analysis_parts
+from .reconstruct import Reconstructor
+
+#: Websocket rows between sweeps of the join's idle tokens.
+SWEEP_EVERY = 1 << 16
+
+
+class RowsSink(Protocol):
+    """Where comparison rows go: ``write`` one serialized row; ``rows`` counts those written."""
+
+    rows: int
+
+    def write(self, row: bytes) -> None: ...
+
+
+class AnalysisRun:
+    """State shared by the analysis drivers: work directory, engine, passes made.
+
+    :param output_manifest: the divergence manifest to be written; the spool directory is made
+        beside it (same filesystem), unless ``work_dir`` names one.
+    :raises UsageError: for a negative ``context_limit``.
+    """
+
+    def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
+                 comparison_names: list[str], output_manifest: Path, work_dir: Path | None = None) -> None:
+        if context_limit < 0:
+            raise UsageError("--context-limit must be 0 or more")
+        self.args = (context_limit, evidence_seconds, ws_names, comparison_names)
+        self.output_dir = Path(output_manifest).parent
+        self.work_dir = make_work_dir(self.output_dir) if work_dir is None else work_dir
+        self.engine = DivergenceAnalysis(*self.args, self.work_dir)
+        self.redo = False
+        self.passes = 0
+
+    def restart(self) -> DivergenceAnalysis:
+        """Drop every result and start a fresh engine (exact recomputation)."""
+        self.close()
+        self.work_dir = make_work_dir(self.output_dir)
+        self.engine = DivergenceAnalysis(*self.args, self.work_dir)
+        self.redo = True
+        return self.engine
+
+    def close(self) -> None:
+        self.engine.close()
+        remove_work_dir(self.work_dir)
+
+
+class RunSession:
+    """The reconstructor and (optionally) the analysis of one run, fed in stream order.
+
+    Feed :meth:`websocket_row` for each websocket row, :meth:`checkpoint` for each REST row at
+    the moment the stream passes its receive time (just before the first websocket row received
+    after it, or at the end), then :meth:`end_of_stream`. Each comparison row is written to
+    ``rows`` and, with an analysis, taken by its join at that same moment (no re-read).
+
+    Cost: per websocket row, the reconstructor's and the join's (O(entries x log levels) and
+    O(log n)); memory O(tokens x (levels + windows)), independent of the capture's length.
+
+    :param reconstructor: the books.
+    :param analysis: the divergence analysis, or None for ``reconstruct`` alone.
+    :param rows: the comparison rows' sink (may be set later, before the first checkpoint).
+    """
+
+    def __init__(self, reconstructor: Reconstructor, analysis: AnalysisRun | None,
+                 rows: RowsSink | None = None) -> None:
+        self.reconstructor = reconstructor
+        self.analysis = analysis
+        self.rows: RowsSink | None = rows
+        #: websocket rows fed so far
+        self.ws_rows = 0
+        #: index key of the last websocket row fed (-1 before the first)
+        self.previous_key: float = -1.0
+
+    @classmethod
+    def for_run(cls, markets: dict[str, dict[str, Any]], ws_names: list[str], rest_names: list[str], *,
+                top_n: int, context_limit: int, evidence_seconds: int, rows_name: str,
+                output_manifest: Path, work_dir: Path | None = None) -> "RunSession":
+        """A session with both engines, as ``streamer run`` builds it.
+
+        :raises UsageError: for a negative ``context_limit``.
+        """
+        reconstructor = Reconstructor(markets, ws_names, rest_names, top_n)
+        analysis = AnalysisRun(context_limit, evidence_seconds, list(ws_names), [rows_name], output_manifest,
+                               work_dir)
+        return cls(reconstructor, analysis)
+
+    def websocket_row(self, key: float, row: tuple[Any, ...], value: dict[str, Any], raw: bytes | None = None) -> None:
+        """Apply one websocket row to the books and index it for the join.
+
+        ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)``, ``key``
+        its index key (:func:`streamer.index.entry_key`), ``raw`` the line as read (when given,
+        the reconstructor finds duplicate payloads from its bytes).
+        """
+        self.ws_rows += 1
+        received_us = row[4]
+        self.reconstructor.apply(row[0], row[1], value, received_us, raw)
+        analysis = self.analysis
+        if analysis is not None:
+            join = analysis.engine.join
+            join.advance(received_us)
+            parts = analysis_parts(value.get("json"))
+            if parts:
+                join.index(key, row, parts)
+            if not self.ws_rows % SWEEP_EVERY:
+                join.sweep()
+        self.previous_key = key
+
+    def checkpoint(self, file_index: int, line: int, rest_row: dict[str, Any],
+                   stream_key: float | None = None) -> int:
+        """Compare one REST checkpoint row with the books; returns the comparison rows written.
+
+        ``stream_key`` is the key of the last websocket row read (default: the last one fed;
+        infinity once the websocket stream has ended).
+        """
+        rows = self.rows
+        assert rows is not None, "RunSession.rows must be set before the first checkpoint"
+        key = self.previous_key if stream_key is None else stream_key
+        analysis = self.analysis
+        written = 0
+        for comparison in self.reconstructor.compare(file_index, line, rest_row):
+            rows.write(dumps(comparison))
+            written += 1
+            if analysis is not None:
+                engine = analysis.engine
+                query = engine.comparison_row(0, rows.rows, comparison)
+                if query is not None:
+                    engine.join.take(query, engine.ws_file_of(query), key)
+        return written
+
+    def end_of_stream(self) -> None:
+        """The websocket stream has ended (after the last checkpoints): finish every pending row."""
+        if self.analysis is not None:
+            self.analysis.engine.join.close()
+
+    def close(self) -> None:
+        """Close the analysis spools and remove its work directory."""
+        if self.analysis is not None:
+            self.analysis.close()
