@@ -10,6 +10,7 @@ the live follower feed it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -288,6 +289,61 @@ class DivergenceAnalysis:
             with open(self.work_dir / "report_rows.part", "rb") as part:
                 shutil.copyfileobj(part, out.handle, 1 << 20)
             out.handle.write(report.tail(fields).encode("utf-8"))
+
+    # -- snapshots (follow) -------------------------------------------------------------------
+
+    #: The spool files, by the attribute holding each one's handle (the misses spool is opened
+    #: on the first miss).
+    SPOOLS = (("_rows_file", "divergence_rows.part"), ("_refs_file", "references.part"),
+              ("_report_file", "report_rows.part"), ("_misses", "misses.jsonl"))
+
+    def spool_lengths(self) -> dict[str, int]:
+        """Flush the spools and return each one's length by file name. Cost: O(1) plus the flush."""
+        lengths = {}
+        for attribute, name in self.SPOOLS:
+            handle = getattr(self, attribute)
+            if handle is not None:
+                handle.flush()
+                lengths[name] = handle.tell()
+        return lengths
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the open spools, which are saved as their lengths.
+
+        The spool files are append-only: a saved state names how much of each is its own, and
+        :meth:`reopen` cuts off whatever was written after the save. Cost: O(state).
+        """
+        state = self.__dict__.copy()
+        for attribute, _name in self.SPOOLS:
+            handle = state[attribute]
+            if handle is not None:
+                handle.flush()
+                state[attribute] = handle.tell()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled engine; it stays detached from its spools until :meth:`reopen`."""
+        self.__dict__.update(state)
+
+    def reopen(self, work_dir: Path | None = None) -> None:
+        """Reattach an unpickled engine to its spools, cut back to their saved lengths.
+
+        ``work_dir`` moves the engine to a copy of its spool directory (run files included).
+
+        :raises ValueError: when a spool is shorter than its saved length (not this state's).
+        """
+        if work_dir is not None:
+            self.work_dir = Path(work_dir)
+            self.spool.relocate(self.work_dir)
+        for attribute, name in self.SPOOLS:
+            length = getattr(self, attribute)
+            if length is None:
+                continue
+            path = self.work_dir / name
+            if not path.exists() or path.stat().st_size < length:
+                raise ValueError(f"spool {path} is shorter than its saved length {length}")
+            os.truncate(path, length)
+            setattr(self, attribute, open(path, "ab"))
 
     def close(self) -> None:
         """Close and remove the spools."""

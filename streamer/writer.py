@@ -125,6 +125,16 @@ class OrderedSpool:
         self.next_seq = 0
         self.spilled_records = 0
 
+    @property
+    def runs(self) -> list[Path]:
+        """The spilled run files held now (each written whole, then never changed)."""
+        return list(self._runs)
+
+    def relocate(self, spill_dir: Path) -> None:
+        """Point at a copy of the spill directory (the run files keep their names). Cost: O(runs)."""
+        self._spill_dir = Path(spill_dir)
+        self._runs = [self._spill_dir / run.name for run in self._runs]
+
     def put(self, seq: int, fields: tuple[bytes, ...]) -> None:
         """Accept one record; write it (and any records it unblocks) when it is next in order."""
         if seq == self.next_seq:
