@@ -24,6 +24,8 @@ from sortedcontainers import SortedKeyList
 LINE_SPAN = 1 << 40
 
 Entry = tuple[int, tuple[Any, ...], list[tuple[Any, ...]]]
+#: New events a token buffers before they join its SortedList in one merge.
+FLUSH_EVERY = 32
 _KEY = itemgetter(0)
 
 
@@ -56,7 +58,7 @@ class TokenIndex:
     """
 
     __slots__ = ("entries", "tail", "anchor", "evicted_through", "evicted_max_us", "pending", "has_book",
-                 "next_trim")
+                 "next_trim", "tail_room")
 
     def __init__(self) -> None:
         self.entries: SortedKeyList = SortedKeyList(key=_KEY)
@@ -69,12 +71,15 @@ class TokenIndex:
         self.has_book = False
         #: size at which the owner should call :meth:`trim` next (amortises eviction)
         self.next_trim = 16
+        #: appends to ``tail`` before the owner should flush (and maybe trim)
+        self.tail_room = min(FLUSH_EVERY, self.next_trim)
 
     def flush(self) -> None:
         """Move the appended entries into the SortedList. Cost: O(n) (a merge of sorted runs)."""
         if self.tail:
             self.entries.update(self.tail)
             self.tail = []
+            self.tail_room = max(1, min(FLUSH_EVERY, self.next_trim - len(self.entries)))
 
     def trim(self, keep_before_anchor: int, cutoff_us: int | None, cap: int) -> None:
         """Evict from the front what no future question needs.
@@ -110,6 +115,7 @@ class TokenIndex:
             del entries[:evict]
         size -= evict
         self.next_trim = min(cap + 1, size + max(16, size >> 1))
+        self.tail_room = max(1, min(FLUSH_EVERY, self.next_trim - size))
 
     def position(self, key: float) -> int:
         """Number of retained entries with key <= ``key``. Cost: O(log n) after a flush."""

@@ -28,11 +28,9 @@ from typing import Any, Callable, Iterable
 
 from .classify import Query
 from .index import Entry, TokenIndex, entry_key
-from .payloads import LEGACY_PRICE_CHANGE, PRICE_CHANGE, part_price_key
+from .payloads import BOOK, LEGACY_PRICE_CHANGE, PRICE_CHANGE, part_price_key
 
 EVIDENCE_CAP = 20
-#: New events a token buffers before they join its SortedList in one merge.
-FLUSH_EVERY = 32
 
 Evidence = list[tuple[Entry, list[tuple[Any, ...]]]]
 ResultSink = Callable[[Query, list[Entry], list[Entry], Evidence], None]
@@ -149,11 +147,11 @@ class ContextJoin:
             tail.append(entry)
             for part in token_parts:
                 tag = part[0]
-                if tag == "book":
+                if tag is BOOK:
                     index.has_book = True
                     index.anchor = key
                     break
-                if (tag == PRICE_CHANGE or tag == LEGACY_PRICE_CHANGE) and index.has_book:
+                if (tag is PRICE_CHANGE or tag is LEGACY_PRICE_CHANGE) and index.has_book:
                     index.anchor = key
                     break
             if index.pending:
@@ -162,10 +160,9 @@ class ContextJoin:
                 window = self._closed_windows.get(token)
                 if window is not None and window[0] <= received_us <= window[1]:
                     self.redo_required = True
-            due = len(tail) + len(index.entries) >= index.next_trim
-            if due or len(tail) >= FLUSH_EVERY:
+            if len(tail) >= index.tail_room:
                 index.flush()
-                if due:
+                if len(index.entries) >= index.next_trim:
                     index.trim(self.context_limit, self.cutoff_us(), self.cap)
 
     def sweep(self) -> None:

@@ -9,8 +9,9 @@ when a divergence needs them (:func:`compact_event`). Both ``price_change`` form
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from .books import parse_decimal
 
 # Part tags: the first element of a compact part tuple.
 PRICE_CHANGE = "price_change"
@@ -132,11 +133,13 @@ def analysis_parts(payload: Any) -> dict[str, list[tuple[Any, ...]]]:
             bucket.append(part)
         if event_type == NEW_MARKET:
             ids = item.get("assets_ids") or item.get("clob_token_ids")
-            if type(ids) is list:
-                for other in dict.fromkeys(str(value) for value in ids):
-                    if other != token:
-                        parts.setdefault(other, []).append(
-                            (NEW_MARKET, item.get("market"), item.get("timestamp")))
+            try:  # whatever the reference iterates (a list; an object's keys; a string's characters)
+                named = dict.fromkeys(str(value) for value in ids) if ids else {}
+            except TypeError:  # a number: nothing to iterate
+                named = {}
+            for other in named:
+                if other != token:
+                    parts.setdefault(other, []).append((NEW_MARKET, item.get("market"), item.get("timestamp")))
     return parts
 
 
@@ -194,7 +197,8 @@ _price_keys: dict[str, Any] = {}
 def price_key(value: Any) -> Any:
     """A price as evidence matching compares it: a Decimal when it reads as one, else its text.
 
-    ``"0.50"`` and ``".5"`` match (SPEC section 4: match decimals, not strings).
+    ``"0.50"`` and ``".5"`` match (SPEC section 4: match decimals, not strings); text that is
+    not plain decimal syntax (see :func:`streamer.books.parse_decimal`) matches only itself.
     Cost: O(1); prices lie on a tick grid, so a small bounded cache answers most calls.
     """
     if value is None:
@@ -203,12 +207,8 @@ def price_key(value: Any) -> Any:
     key = _price_keys.get(text)
     if key is not None:
         return key
-    try:
-        number = Decimal(text)
-    except (InvalidOperation, ValueError):
-        key = text
-    else:
-        key = number if number.is_finite() else text
+    number = parse_decimal(text)
+    key = text if number is None else number
     if len(_price_keys) >= 65536:
         _price_keys.clear()
     _price_keys[text] = key
@@ -235,7 +235,8 @@ def parse_time_us(value: Any) -> int | None:
     """
     if not value:
         return None
-    if len(value) == 27 and value[26] == "Z" and value[19] == ".":
+    if (len(value) == 27 and value[26] == "Z" and value[19] == "." and value[10] == "T"
+            and value[4] == "-" and value[7] == "-" and value[13] == ":" and value[16] == ":"):
         fraction = value[20:26]
         if fraction.isdigit() and fraction.isascii():
             prefix = value[:19]
