@@ -138,6 +138,9 @@ def _hand_capture(case: str) -> str:
                              [[rest(2.5, 1, summary()), rest(3.5, 2, summary()), rest(4.5, 3, summary())]])
     if case == "rest-out-of-order":
         return write_capture([base], [[rest(4.5, 1, summary()), rest(2.5, 2, summary()), rest(3.5, 3, summary())]])
+    if case == "malformed-lines":
+        return write_capture([[base[0], "{not json", base[1], "[1]", *base[2:]]],
+                             [[rest(2.5, 1, summary()), "nope", rest(3.5, 2, summary())]])
     if case == "multi-file-no-checkpoint":
         return write_capture([base[:2], base[2:]], [[rest(3, 1, status=404) | {"json": {"error": "x"}}]],
                              compress=True)
@@ -145,7 +148,7 @@ def _hand_capture(case: str) -> str:
 
 
 @pytest.mark.parametrize("case", ["size-only-lag", "untimed-checkpoint", "unparseable-ws-time", "ws-out-of-order",
-                                  "rest-out-of-order", "multi-file-no-checkpoint"])
+                                  "rest-out-of-order", "malformed-lines", "multi-file-no-checkpoint"])
 def test_run_equals_reconstruct_then_analyze_on_hand_built_captures(workdir: Path, case: str) -> None:
     manifest = assert_run_equals_separate(_hand_capture(case))
     if case == "size-only-lag":
