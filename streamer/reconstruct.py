@@ -234,7 +234,8 @@ class Reconstructor:
         """Exact repeats of a payload within 2 s of the first (reported, still applied).
 
         The fingerprint is the line from its ``"json"`` key on (the payload's own bytes and what
-        follows it), or the payload re-serialized when the line is not at hand.
+        follows it) when the receive time and sequence come before it, as recorders write them;
+        otherwise the payload re-serialized.
         """
         recent = self._recent
         order = self._recent_order
@@ -244,9 +245,10 @@ class Reconstructor:
             if recent.get(old) == stamp:
                 del recent[old]
         start = raw.find(b'"json"') if raw is not None else -1
-        if start >= 0:
+        if (start >= 0 and raw.find(b'"received_at_utc"', start) < 0  # type: ignore[union-attr]
+                and raw.find(b'"global_message_sequence"', start) < 0):  # type: ignore[union-attr]
             fingerprint = raw[start:]  # type: ignore[index]
-        else:
+        else:  # the row's own fields follow the payload: the line's tail is not the payload's
             try:
                 fingerprint = dumps(payload)
             except (TypeError, ValueError):

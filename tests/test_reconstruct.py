@@ -825,10 +825,6 @@ def test_rest_rows_out_of_time_order_use_their_own_time(workdir: Path) -> None:
     assert (rows[1]["comparison_status"], rows[1]["applied_ws_message_count"]) == ("match", 1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: duplicate_payload fingerprints the raw line from its first '\"json\"' key to the end of the line, so "
-    "when received_at_utc/global_message_sequence follow the payload (keys in another order, e.g. a recorder "
-    "writing sort_keys=True) every repeat looks new: expected 1 duplicate_payload at ws-0.jsonl:3, actual none."))
 def test_duplicate_found_whatever_the_key_order(workdir: Path) -> None:
     repeated = change(YES, "0.49", "21", "BUY")
     sorted_keys = [json.dumps(ws(1, 1, [book()]), sort_keys=True),
