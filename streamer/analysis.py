@@ -18,7 +18,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 from . import report
 from .classify import Aggregates, Query, RowShapeError, classify, make_query
-from .decoders import dumps, loads
+from .decoders import dumps, exact_dumps, loads
 from .index import Entry, entry_key
 from .join import ContextJoin, Evidence, answer_exactly
 from .payloads import compact_event, parse_time_us, part_event_type
@@ -66,6 +66,8 @@ class DivergenceAnalysis:
         self.quote_or_membership_rows = 0
         self.rows_without_context = 0
         self.problems: list[tuple[int, int, str]] = []  # (comparison file, line, reason)
+        #: ``str(token_id)`` of every comparison row with a truthy token id
+        self.named_tokens: set[str] = set()
         self._rows_file: IO[bytes] = open(work_dir / "divergence_rows.part", "wb")
         self._refs_file: IO[bytes] = open(work_dir / "references.part", "wb")
         self._report_file: IO[bytes] = open(work_dir / "report_rows.part", "wb")
@@ -78,13 +80,17 @@ class DivergenceAnalysis:
 
     # -- input ----------------------------------------------------------------------------------
 
-    def comparison_row(self, file_index: int, line: int, row: dict[str, Any]) -> Query | None:
+    def comparison_row(self, file_index: int, line: int, row: dict[str, Any],
+                       raw: bytes | None = None) -> Query | None:
         """Count one comparison row; return the query of a usable divergent row, else None.
 
         A divergent row whose fields the reference could not use is recorded in
         :attr:`problems` and skipped (it still counts as a comparison row and as divergent).
         """
         status = self.aggregates.count_row(row)
+        token = row.get("token_id")
+        if token:
+            self.named_tokens.add(token if type(token) is str else str(token))
         if status != "divergent":
             return None
         try:
@@ -92,7 +98,14 @@ class DivergenceAnalysis:
         except RowShapeError as exc:
             self.problems.append((file_index, line, str(exc)))
             return None
+        query.exotic = raw is not None and (b"NaN" in raw or b"Infinity" in raw)
         self.next_seq += 1
+        return query
+
+    def resolve(self, query: Query) -> Query:
+        """Settle the token of a row without a token id, once every row has been read."""
+        if query.lookup is None and query.token in self.named_tokens:
+            query.lookup = query.token
         return query
 
     def ws_file_of(self, query: Query) -> int:
@@ -182,7 +195,8 @@ class DivergenceAnalysis:
         if self.multi_comparison:
             divergence["comparison_file"] = reference["comparison_file"] = self.comparison_names[query.file_index]
         line = report.row_line(divergence) + "\n"
-        self.spool.put(query.seq, (dumps(divergence), dumps(reference), line.encode("utf-8")))
+        dump = exact_dumps if query.exotic else dumps
+        self.spool.put(query.seq, (dump(divergence), dump(reference), line.encode("utf-8")))
 
     def _write_record(self, fields: tuple[bytes, ...]) -> None:
         separator = b"\n    " if self._first_output else b",\n    "
@@ -195,7 +209,8 @@ class DivergenceAnalysis:
         if self._misses is None:
             self._misses = open(self.work_dir / "misses.jsonl", "wb")
         self.miss_count += 1
-        self._misses.write(dumps([query.seq, query.file_index, query.comparison_line, query.row]) + b"\n")
+        record = [query.seq, query.file_index, query.comparison_line, query.row, query.exotic]
+        self._misses.write((exact_dumps if query.exotic else dumps)(record) + b"\n")
 
     # -- second pass ----------------------------------------------------------------------------
 
@@ -204,8 +219,10 @@ class DivergenceAnalysis:
         self._misses.close()
         with open(self.work_dir / "misses.jsonl", "rb") as handle:
             for line in handle:
-                seq, file_index, comparison_line, row = loads(line)
-                yield make_query(seq, file_index, comparison_line, row, parse_time_us)
+                seq, file_index, comparison_line, row, exotic = loads(line)
+                query = make_query(seq, file_index, comparison_line, row, parse_time_us)
+                query.exotic = exotic
+                yield query
 
     def answer_misses(self, ws_rows: Callable[[], Iterable[Any]]) -> int:
         """Answer every miss exactly, :data:`EXACT_BATCH` at a time, one websocket pass each.
@@ -222,6 +239,7 @@ class DivergenceAnalysis:
         passes = 0
         batch: list[tuple[Query, float | None]] = []
         for query in queries:
+            self.resolve(query)
             batch.append((query, self.context_key(query)))
             if len(batch) >= EXACT_BATCH:
                 answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result)

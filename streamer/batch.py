@@ -292,8 +292,8 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
 
 
 def _all_queries(engine: DivergenceAnalysis, comparison_inputs: list[InputStats]) -> Iterator[Query]:
-    for file_index, line, row, _raw in iter_objects(comparison_inputs, InputProblems()):
-        query = engine.comparison_row(file_index, line, row)
+    for file_index, line, row, raw in iter_objects(comparison_inputs, InputProblems()):
+        query = engine.comparison_row(file_index, line, row, raw)
         if query is not None:
             yield query
 
@@ -338,8 +338,8 @@ def _head_time(head: tuple[int, int, dict[str, Any], bytes] | None) -> int | Non
 
 
 def _take(engine: DivergenceAnalysis, head: tuple[int, int, dict[str, Any], bytes], stream_key: float) -> None:
-    file_index, line, row, _raw = head
-    query = engine.comparison_row(file_index, line, row)
+    file_index, line, row, raw = head
+    query = engine.comparison_row(file_index, line, row, raw)
     if query is not None:
         engine.join.take(query, engine.ws_file_of(query), stream_key)
 

@@ -7,7 +7,6 @@ section 4, the reference analyzer's rules), or a sum of such results; no I/O, no
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
@@ -34,7 +33,7 @@ class Query:
     """
 
     __slots__ = ("seq", "file_index", "comparison_line", "row", "token", "lookup", "last_line", "t_us",
-                 "prices", "bid_diff", "ask_diff")
+                 "prices", "bid_diff", "ask_diff", "exotic")
 
     def __init__(self, seq: int, file_index: int, comparison_line: int, row: dict[str, Any],
                  token: str, last_line: Any, t_us: int | None, prices: frozenset[Any],
@@ -44,9 +43,12 @@ class Query:
         self.comparison_line = comparison_line
         self.row = row
         self.token = token
-        #: the token whose events answer the row; None when the row names no token (the
-        #: reference indexes only truthy token ids, so such a row has no events)
+        #: the token whose events answer the row; None while unknown: a row with a falsy
+        #: token id has the events of ``str(token_id)`` only when another row names that token
+        #: (the reference indexes the truthy ids of all rows), so the join answers it last
         self.lookup: str | None = token if row.get("token_id") else None
+        #: the row holds NaN or Infinity (read by the standard parser): serialize it with ``json``
+        self.exotic = False
         self.last_line = last_line
         self.t_us = t_us
         self.prices = prices
@@ -83,8 +85,7 @@ def make_query(seq: int, file_index: int, comparison_line: int, row: dict[str, A
     except (AttributeError, TypeError) as exc:
         raise RowShapeError(f"unusable diff or market field ({exc})") from None
     last_line = row.get("last_applied_ws_line")
-    if last_line is not None and (type(last_line) not in (int, float, bool)
-                                  or (type(last_line) is float and not math.isfinite(last_line))):
+    if last_line is not None and type(last_line) not in (int, float, bool):
         raise RowShapeError("last_applied_ws_line is not a number")
     checkpoint_time = row.get("rest_checkpoint_received_at_utc")
     t_us = None

@@ -56,6 +56,10 @@ def _stdlib_dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+#: Serialize as the reference does, NaN and Infinity included (orjson would write null).
+exact_dumps = _stdlib_dumps
+
+
 def _select(variable: str, choices: tuple[str, ...]) -> list[str]:
     forced = os.environ.get(variable)
     if forced:

@@ -33,11 +33,12 @@ def entry_key(file_index: int, line: float) -> float:
     """The index key of a (file, line) position; ``line`` may be a float between lines.
 
     Lines outside a file's range are clamped into it, so a reference to line -3 of the second file
-    never reaches into the first. Cost: O(1).
+    never reaches into the first; infinities and NaN go to the ends (where the reference's bisect
+    puts them). Cost: O(1).
     """
     if line < -0.5:
         line = -0.5
-    elif line > LINE_SPAN - 1:
+    elif line > LINE_SPAN - 1 or line != line:  # NaN sorts after every line, as bisect places it
         line = LINE_SPAN - 1
     return file_index * LINE_SPAN + line
 

@@ -203,8 +203,7 @@ class ContextJoin:
         reports it as a miss when the retained events cannot answer it exactly.
         """
         if query.lookup is None:
-            self._finish(Pending(query, [], [], [], False, False, 0, 0))
-            return
+            return self._miss(query)  # answered once every row's token is known
         index = self.indexes.get(query.lookup)
         limit = self.context_limit
         before: list[Entry] = []

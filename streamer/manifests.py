@@ -9,6 +9,7 @@ keys asked for, and hashes the bytes as they pass, so a manifest is read once wh
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -128,8 +129,22 @@ def read_manifest(name: str | os.PathLike[str], keys: tuple[str, ...]) -> Manife
     except OSError as exc:
         raise InputError(f"cannot read manifest {text}: {exc.strerror or exc}") from None
     except (ijson.JSONError, UnicodeDecodeError) as exc:
-        raise InputError(f"manifest {text} is not valid JSON ({str(exc).splitlines()[0]})") from None
+        # yajl refuses what Python's json reads (NaN, Infinity, integers beyond 64 bits): the
+        # reference reads manifests with json, so such a manifest is read whole that way.
+        return _read_manifest_whole(text, path, wanted, exc)
     return Manifest(text, path, values, reader.size, reader.digest.hexdigest())
+
+
+def _read_manifest_whole(text: str, path: Path, wanted: set[str], error: Exception) -> Manifest:
+    data = path.read_bytes()
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise InputError(f"manifest {text} is not valid JSON ({str(error).splitlines()[0]})") from None
+    if not isinstance(document, dict):
+        raise InputError(f"manifest {text} is not a JSON object")
+    values = {key: value for key, value in document.items() if key in wanted}
+    return Manifest(text, path, values, len(data), hashlib.sha256(data).hexdigest())
 
 
 class _Builder:

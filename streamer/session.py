@@ -53,9 +53,11 @@ class AnalysisRun:
 
     def restart(self) -> DivergenceAnalysis:
         """Drop every result and start a fresh engine (exact recomputation)."""
+        named = self.engine.named_tokens
         self.close()
         self.work_dir = make_work_dir(self.output_dir)
         self.engine = DivergenceAnalysis(*self.args, self.work_dir)
+        self.engine.named_tokens = named  # every row's token is already known
         self.redo = True
         return self.engine
 

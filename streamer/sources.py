@@ -171,6 +171,11 @@ def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: th
         with open(path, "rb") as handle:
             stats.size = os.fstat(handle.fileno()).st_size
             first = handle.read(read_size)
+            while 0 < len(first) < 2:  # the magic needs two bytes, whatever the read size
+                more = handle.read(read_size)
+                if not more:
+                    break
+                first += more
             stats.compressed = first[:2] == GZIP_MAGIC
             members = GzipMembers() if stats.compressed else None
             raw = first

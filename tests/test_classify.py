@@ -224,10 +224,6 @@ def test_make_query_falsy_token_id_looks_up_nothing() -> None:
 
 
 @needs_reference
-@pytest.mark.xfail(strict=True, reason="BUG: make_query refuses a non-finite last_applied_ws_line (NaN, Infinity, "
-                                       "-Infinity, all read by Python's json), but the reference does not crash "
-                                       "on it: bisect places it after (Infinity, NaN) or before (-Infinity) "
-                                       "every event, so the row gets context and is classified")
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
 def test_make_query_accepts_non_finite_last_line_like_the_reference(value: float) -> None:
     row = {"comparison_status": "divergent", "token_id": "101", "last_applied_ws_line": value}

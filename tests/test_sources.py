@@ -281,8 +281,6 @@ def test_read_batches_lines_hash_and_sizes(tmp_path_factory: pytest.TempPathFact
     assert stats.artifact("other")["kind"] == "other"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: read_batches decides gzip from the first read only; with read_size=1 "
-                   "it sees one byte, never the 2-byte magic, and returns the compressed bytes as plain lines")
 def test_read_batches_read_size_one_still_detects_gzip(tmp_path: Path) -> None:
     path = tmp_path / "tiny-reads.gz"
     path.write_bytes(gzip.compress(b"a\nb\n"))

@@ -1,0 +1,617 @@
+"""Following a recorder's rotating files: discovery, file identity, reading files that still grow.
+
+One :class:`Tailer` follows one stream (the websocket files, or the REST files): the files its
+glob matches, in name order (a recorder's rotated names sort by time), each read once, front to
+back, the newest followed as it grows. It is synchronous and takes its clock as a parameter, so
+the rules below are tested with a simulated recorder and a fake clock; :mod:`streamer.follow`
+runs it in worker threads.
+
+The rules (the README's "streamer follow" section states them for users):
+
+- **Identity.** A file is its device and inode, checked against a *fingerprint* (the sha256 of
+  its first :data:`FINGERPRINT_SIZE` bytes, or of all of them while it is shorter). A known
+  identity under a new name is a rename: the file keeps its place and its cursor and is never
+  read twice. A known inode whose first bytes changed is a new file (the inode was reused). A
+  new inode whose first :data:`FINGERPRINT_SIZE` bytes equal a known file's is a copy of it
+  (``copytruncate``'s copy) and is ignored.
+- **Order.** Files join the stream in name order; a new file whose name sorts before the newest
+  known one joins at the end anyway and is counted (``out_of_order_files``).
+- **Reading.** Gzip or plain is decided by the first two bytes. A growing gzip file is read with
+  a streaming decompressor; lines are split as ``streamer run`` splits them (``\\n``, ``\\r\\n``,
+  lone ``\\r``); a partial line waits for its terminator. Every byte read is hashed.
+- **Finishing.** A file is finished when a newer file exists and, gzip, it is at a member
+  boundary (its trailer is written), or, plain (or corrupt, or gzip without a trailer), it has
+  not grown for ``rotate_wait`` seconds. Its last unterminated line, if any, is then a line (as
+  in ``run``). Bytes written to a file after it was finished are counted (``late_bytes``),
+  never read.
+- **Truncation.** When a file is shorter than what was read (``copytruncate``), the truncation
+  is counted; if its first bytes changed, what was read ends that file and the new content is
+  read from 0 as a new file of the stream; if they did not, reading waits until the file grows
+  past the cursor again.
+- **Watermark.** When the reader is at the end of the newest file right after a fresh stat, it
+  reports :class:`CaughtUp`: every byte on disk at that time in a file that was not already
+  finished has been delivered. Each batch of lines carries the time its bytes were known to be on
+  disk (``seen``); :mod:`streamer.follow` compares the two to merge the streams by time.
+- **Resume.** :meth:`Tailer.snapshot` saves the file table and the consumer's cursor (file and
+  lines consumed); a Tailer built from it re-reads the cursor's file from its start (to rebuild
+  the sha256 and, for gzip, the decompressor), skips the lines already consumed, and goes on.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import stat as stat_module
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import IO, Any, Callable
+
+from .sources import GZIP_MAGIC, GzipMembers, LineSplitter
+
+#: Bytes of a file's start that identify its content.
+FINGERPRINT_SIZE = 4096
+#: Raw bytes per read call.
+READ_SIZE = 1 << 18
+#: Raw bytes one :meth:`Tailer.read` call reads at most (its output is bounded by this).
+READ_BUDGET = 1 << 20
+#: Lines per :class:`Lines` item at most.
+BATCH_LINES = 1024
+#: Events kept for :attr:`Tailer.events` (older ones are dropped; counters stay complete).
+EVENT_LIMIT = 100
+
+TRAILER_MISSING = "gzip stream ends without its trailer (file still being written?)"
+PARTIAL_LINE_UNUSED = "; its last partial line was not used"
+
+PENDING = "pending"
+OPEN = "open"
+FINISHED = "finished"
+
+
+@dataclass(slots=True)
+class Lines:
+    """Consecutive complete lines of one file: ``lines[0]`` is physical line ``first``."""
+
+    file: int  #: the file's sequence number in its stream
+    first: int
+    lines: list[bytes]
+    seen: float  #: clock time at which these bytes were known to be on disk
+
+
+@dataclass(slots=True)
+class FileEnd:
+    """A file is finished: every line of it has been delivered. Its identity for a manifest."""
+
+    file: int
+    name: str
+    size: int  #: bytes read (and hashed)
+    sha256: str | None  #: None when the file could not be read through (vanished, replaced)
+    compressed: bool
+    truncated: str | None  #: how the file ended early, as ``run`` reports it; None when clean
+    lines: int  #: physical lines read
+
+
+@dataclass(slots=True)
+class CaughtUp:
+    """Every byte on disk at clock time ``at`` in the stream's unfinished files has been delivered."""
+
+    at: float
+
+
+Item = Lines | FileEnd | CaughtUp
+
+
+class FileEntry:
+    """One file of the stream: identity, fingerprint and where discovery last saw it."""
+
+    __slots__ = ("seq", "name", "dev", "ino", "fp_len", "fp_sha", "state", "size_seen", "changed_at",
+                 "finished_size", "late")
+
+    def __init__(self, seq: int, name: str, dev: int, ino: int, size: int, now: float) -> None:
+        self.seq = seq
+        self.name = name  #: the path as the glob matched it last
+        self.dev = dev
+        self.ino = ino
+        self.fp_len = 0
+        self.fp_sha = b""
+        self.state = PENDING
+        self.size_seen = size
+        self.changed_at = now  #: clock time of the last size change seen (or of first sight)
+        self.finished_size: int | None = None
+        self.late = 0  #: bytes found after the file was finished
+
+    def as_json(self) -> dict[str, Any]:
+        return {"file": self.seq, "name": self.name, "state": self.state, "size": self.size_seen}
+
+
+class _Reader:
+    """The open file being read: handle, hash, decompressor, line splitter and cursor."""
+
+    __slots__ = ("entry", "handle", "raw_pos", "digest", "members", "compressed", "splitter", "lines",
+                 "skip", "known_size", "known_at", "prefix", "shrunk")
+
+    def __init__(self, entry: FileEntry, handle: IO[bytes], skip: int, now: float) -> None:
+        self.entry = entry
+        self.handle = handle
+        self.raw_pos = 0
+        self.digest = hashlib.sha256()
+        self.members: GzipMembers | None = None
+        self.compressed: bool | None = None
+        self.splitter = LineSplitter()
+        self.lines = 0  #: physical lines split so far (delivered or skipped)
+        self.skip = skip  #: lines already consumed before a restart
+        self.known_size = 0
+        self.known_at = now
+        self.prefix = b""  #: the first FINGERPRINT_SIZE bytes read
+        self.shrunk = False  #: a truncation is being waited out
+
+    def truncation(self) -> str | None:
+        members = self.members
+        if members is None:
+            return None
+        if members.error is not None:
+            return members.error
+        if not members.at_boundary:
+            return TRAILER_MISSING
+        return None
+
+
+def _fingerprint(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(length)
+    except OSError:
+        return None
+
+
+class Tailer:
+    """The files of one stream, discovered by glob and read in order as they grow.
+
+    Call :meth:`scan` now and then (discovery) and :meth:`read` to get what is new. Both are
+    safe to call from different threads. See the module docstring for the rules.
+
+    Cost: a scan is O(matching files) stats plus one small read per new or renamed file; a read
+    is O(bytes read); memory O(files) for the table plus one open file's buffers.
+
+    :param pattern: glob of the stream's files (relative patterns give relative names).
+    :param rotate_wait: seconds without growth after which a plain file with a newer file beside
+        it is finished.
+    :param clock: monotonic time in seconds.
+    :param state: a :meth:`snapshot` to resume from.
+    """
+
+    def __init__(self, pattern: str, *, rotate_wait: float, clock: Callable[[], float] = time.monotonic,
+                 read_size: int = READ_SIZE, read_budget: int = READ_BUDGET,
+                 state: dict[str, Any] | None = None) -> None:
+        self.pattern = pattern
+        self.rotate_wait = rotate_wait
+        self.clock = clock
+        self.read_size = read_size
+        self.read_budget = read_budget
+        self.entries: list[FileEntry] = []
+        self._by_id: dict[tuple[int, int], FileEntry] = {}
+        self._by_fingerprint: dict[bytes, FileEntry] = {}
+        self._copies: dict[tuple[int, int], int] = {}
+        self.current = 0  #: sequence number of the file being read (len(entries) when none)
+        self._reader: _Reader | None = None
+        self._skip = 0
+        self.counters: Counter[str] = Counter()
+        self.events: list[str] = []
+        self.last_scan: float | None = None
+        self._last_caught_up: float | None = None
+        self._lock = threading.Lock()
+        if state is not None:
+            self._restore(state)
+
+    # -- discovery --------------------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """Glob the pattern, follow renames, admit new files, notice late bytes. Thread-safe."""
+        with self._lock:
+            start = self.clock()
+            new: list[tuple[str, os.stat_result]] = []
+            for name in sorted(glob.glob(self.pattern)):
+                try:
+                    st = os.stat(name)
+                except OSError:
+                    continue
+                if not stat_module.S_ISREG(st.st_mode):
+                    continue
+                key = (st.st_dev, st.st_ino)
+                entry = self._by_id.get(key)
+                if entry is not None and not self._still(entry, name, st):
+                    self._note(f"{entry.name}: inode reused by {name}; it is a new file")
+                    del self._by_id[key]
+                    entry = None
+                if entry is None:
+                    if key not in self._copies:
+                        new.append((name, st))
+                    continue
+                if entry.name != name:
+                    self.counters["renames"] += 1
+                    self._note(f"{entry.name} renamed to {name}")
+                    entry.name = name
+                if st.st_size != entry.size_seen:
+                    entry.size_seen = st.st_size
+                    entry.changed_at = start
+                if entry.fp_len < FINGERPRINT_SIZE <= st.st_size and entry.state != FINISHED:
+                    head = _fingerprint(name)
+                    if head is not None and len(head) == FINGERPRINT_SIZE:
+                        self._set_fingerprint(entry, head)  # so that a copy of it is known as one
+                if entry.state == FINISHED and entry.finished_size is not None \
+                        and st.st_size > entry.finished_size + entry.late:
+                    grown = st.st_size - entry.finished_size - entry.late
+                    if not entry.late:
+                        self.counters["late_files"] += 1
+                    entry.late += grown
+                    self.counters["late_bytes"] += grown
+                    self._note(f"{name}: {grown} bytes written after it was finished (not read)")
+            for name, st in new:
+                self._admit(name, st, start)
+            self.last_scan = start
+
+    def _still(self, entry: FileEntry, name: str, st: os.stat_result) -> bool:
+        """Whether a known inode still holds the known file (checked when its name or size changed).
+
+        Only a finished file can lose its identity here (its inode reused by a new file). A file
+        not opened yet whose first bytes changed is still the same slot of the stream: it will be
+        read as it is now (its fingerprint is dropped); the file being read is watched by the
+        reader itself.
+        """
+        if entry.state == OPEN or not entry.fp_len:
+            return True
+        if name == entry.name and st.st_size >= entry.size_seen:
+            return True
+        head = _fingerprint(name, entry.fp_len)
+        same = head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
+        if same or entry.state == FINISHED:
+            return same
+        if not (entry.seq == self.current and self._skip):
+            self._drop_fingerprint(entry)
+        return True
+
+    def _drop_fingerprint(self, entry: FileEntry) -> None:
+        if self._by_fingerprint.get(entry.fp_sha) is entry:
+            del self._by_fingerprint[entry.fp_sha]
+        entry.fp_len = 0
+        entry.fp_sha = b""
+
+    def _admit(self, name: str, st: os.stat_result, now: float) -> None:
+        key = (st.st_dev, st.st_ino)
+        head = _fingerprint(name) if st.st_size >= FINGERPRINT_SIZE else None
+        if head is not None and len(head) == FINGERPRINT_SIZE:
+            original = self._by_fingerprint.get(hashlib.sha256(head).digest())
+            if original is not None:
+                self._copies[key] = original.seq
+                self.counters["copies_ignored"] += 1
+                self._note(f"{name}: a copy of {original.name} (same first {FINGERPRINT_SIZE} bytes); ignored")
+                return
+        if self.entries and name < self.entries[-1].name:
+            self.counters["out_of_order_files"] += 1
+            self._note(f"{name}: new file sorts before {self.entries[-1].name}; read after it")
+        entry = FileEntry(len(self.entries), name, st.st_dev, st.st_ino, st.st_size, now)
+        if head is not None and len(head) == FINGERPRINT_SIZE:
+            self._set_fingerprint(entry, head)
+        self.entries.append(entry)
+        self._by_id[key] = entry
+
+    def _set_fingerprint(self, entry: FileEntry, head: bytes) -> None:
+        if entry.fp_len == FINGERPRINT_SIZE:
+            return
+        entry.fp_len = len(head)
+        entry.fp_sha = hashlib.sha256(head).digest()
+        if entry.fp_len == FINGERPRINT_SIZE:
+            self._by_fingerprint.setdefault(entry.fp_sha, entry)
+
+    def _note(self, message: str) -> None:
+        self.events.append(message)
+        if len(self.events) > EVENT_LIMIT:
+            del self.events[0]
+
+    def drain_events(self) -> list[str]:
+        """The events noted since the last call (renames, truncations, late bytes, ...)."""
+        with self._lock:
+            events, self.events = self.events, []
+            return events
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def read(self) -> list[Item]:
+        """Read what is new, up to :data:`READ_BUDGET` raw bytes; return it as items. Thread-safe.
+
+        Items come in stream order: :class:`Lines` of the current file, :class:`FileEnd` when it
+        is finished (then the next file's lines), :class:`CaughtUp` when at the end of the newest.
+        An empty list means nothing is new.
+        """
+        with self._lock:
+            items: list[Item] = []
+            budget = self.read_budget
+            while budget > 0 or not items:  # (never return empty-handed while bytes are waiting)
+                reader = self._reader
+                if reader is None:
+                    if self.current >= len(self.entries):
+                        self._caught_up(items, None)
+                        break
+                    reader = self._open(self.entries[self.current], items)
+                    if reader is None:
+                        continue
+                if reader.raw_pos >= reader.known_size:
+                    self._restat(reader, items)
+                    if self._reader is not reader:
+                        continue  # truncated and rewritten: the new content is a new file
+                if reader.raw_pos < reader.known_size and not reader.shrunk:
+                    budget -= self._read_chunk(reader, items)
+                    continue
+                if self._finishable(reader):
+                    self._finish(reader, items)
+                    continue
+                if self.current == len(self.entries) - 1:
+                    self._caught_up(items, reader.known_at)
+                break
+            return items
+
+    def _caught_up(self, items: list[Item], known_at: float | None) -> None:
+        if self.last_scan is None:
+            return
+        at = self.last_scan if known_at is None else min(self.last_scan, known_at)
+        if self._last_caught_up is None or at > self._last_caught_up:
+            self._last_caught_up = at
+            items.append(CaughtUp(at))
+
+    def _open(self, entry: FileEntry, items: list[Item]) -> _Reader | None:
+        skip, self._skip = self._skip, 0
+        try:
+            handle = open(entry.name, "rb")
+        except OSError:
+            return self._vanished(entry, items, "file vanished before follow read it")
+        st = os.fstat(handle.fileno())
+        if (st.st_dev, st.st_ino) != (entry.dev, entry.ino):
+            handle.close()
+            return self._vanished(entry, items, "file vanished before follow read it (its name holds another file)")
+        if entry.fp_len:
+            head = os.pread(handle.fileno(), entry.fp_len, 0)
+            if hashlib.sha256(head).digest() != entry.fp_sha and not skip:
+                self._drop_fingerprint(entry)  # rewritten before any of it was read: read it as it is
+            elif hashlib.sha256(head).digest() != entry.fp_sha:
+                handle.close()
+                self.counters["replaced_files"] += 1
+                self._note(f"{entry.name}: its content was replaced while follow was not reading it")
+                self._vanished(entry, items, "content replaced before follow read it to its end")
+                self._append_copy_of(entry, st)
+                return None
+        entry.state = OPEN
+        reader = _Reader(entry, handle, skip, self.clock())
+        self._reader = reader
+        return reader
+
+    def _vanished(self, entry: FileEntry, items: list[Item], reason: str) -> None:
+        self.counters["vanished_files"] += 1
+        self._note(f"{entry.name}: {reason}")
+        entry.state = FINISHED
+        entry.finished_size = None
+        self._by_id.pop((entry.dev, entry.ino), None)
+        items.append(FileEnd(entry.seq, entry.name, 0, None, False, reason, 0))
+        self.current = entry.seq + 1
+        return None
+
+    def _append_copy_of(self, entry: FileEntry, st: os.stat_result) -> None:
+        """A new entry, at the end of the stream, for new content under a known identity."""
+        fresh = FileEntry(len(self.entries), entry.name, st.st_dev, st.st_ino, st.st_size, self.clock())
+        self.entries.append(fresh)
+        self._by_id[(st.st_dev, st.st_ino)] = fresh
+
+    def _restat(self, reader: _Reader, items: list[Item]) -> None:
+        """Learn the file's size now; notice growth, and truncation (its first bytes are checked)."""
+        fd = reader.handle.fileno()
+        st = os.fstat(fd)
+        now = self.clock()
+        entry = reader.entry
+        if st.st_size != entry.size_seen:
+            entry.size_seen = st.st_size
+            entry.changed_at = now
+        prefix = reader.prefix
+        if prefix:
+            head = os.pread(fd, len(prefix), 0)
+            if head != prefix[:len(head)]:
+                self._truncated(reader, items, st)
+                return
+        if st.st_size < reader.raw_pos:
+            if not reader.shrunk:
+                reader.shrunk = True
+                self.counters["truncations"] += 1
+                self._note(f"{entry.name}: truncated to {st.st_size} bytes after {reader.raw_pos} were read; "
+                           "its first bytes are unchanged, waiting for it to grow past the cursor")
+            reader.known_at = now
+            return
+        reader.shrunk = False
+        reader.known_size = st.st_size
+        reader.known_at = now
+
+    def _truncated(self, reader: _Reader, items: list[Item], st: os.stat_result) -> None:
+        entry = reader.entry
+        if not reader.shrunk:
+            self.counters["truncations"] += 1
+        self.counters["restarted_files"] += 1
+        self._note(f"{entry.name}: truncated and rewritten after {reader.raw_pos} bytes were read "
+                   "(copytruncate?); read again from its start as a new file")
+        reason = (f"truncated after {reader.raw_pos} bytes were read (copytruncate?); "
+                  "lines written after the last read before the truncation were lost")
+        self._close(reader, items, reason, use_partial=False)
+        self._append_copy_of(entry, st)
+
+    def _read_chunk(self, reader: _Reader, items: list[Item]) -> int:
+        want = min(self.read_size, reader.known_size - reader.raw_pos)
+        data = reader.handle.read(want)
+        if not data:
+            reader.known_size = reader.raw_pos  # shrank under us; the next restat tells
+            return self.read_budget
+        before = reader.raw_pos
+        if before < FINGERPRINT_SIZE:
+            reader.prefix += data[:FINGERPRINT_SIZE - before]
+            if len(reader.prefix) == FINGERPRINT_SIZE:
+                self._set_fingerprint(reader.entry, reader.prefix)
+        reader.raw_pos += len(data)
+        reader.digest.update(data)
+        if reader.compressed is None:
+            if len(reader.prefix) < 2:
+                return len(data)  # gzip or plain is decided by two bytes: wait for the second
+            reader.compressed = reader.prefix[:2] == GZIP_MAGIC
+            if reader.compressed:
+                reader.members = GzipMembers()
+            if before:
+                data = reader.prefix[:before] + data
+        pieces = reader.members.feed(data) if reader.members is not None else [data]
+        seen = reader.known_at
+        for piece in pieces:
+            self._lines(reader, reader.splitter.feed(piece), seen, items)
+        return len(data)
+
+    def _lines(self, reader: _Reader, lines: list[bytes], seen: float, items: list[Item]) -> None:
+        if not lines:
+            return
+        first = reader.lines + 1
+        reader.lines += len(lines)
+        if reader.skip:
+            if reader.lines <= reader.skip:
+                return
+            drop = reader.skip - first + 1
+            if drop > 0:
+                lines = lines[drop:]
+                first += drop
+            reader.skip = 0
+        seq = reader.entry.seq
+        if items:
+            last = items[-1]
+            if type(last) is Lines and last.file == seq and last.first + len(last.lines) == first \
+                    and len(last.lines) < BATCH_LINES:
+                room = BATCH_LINES - len(last.lines)
+                last.lines.extend(lines[:room])
+                last.seen = max(last.seen, seen)
+                lines = lines[room:]
+                first += room
+        for start in range(0, len(lines), BATCH_LINES):
+            items.append(Lines(seq, first + start, lines[start:start + BATCH_LINES], seen))
+
+    def _finishable(self, reader: _Reader) -> bool:
+        if self.current >= len(self.entries) - 1:
+            return False  # no newer file: keep following
+        members = reader.members
+        if members is not None and members.error is None and members.at_boundary and reader.raw_pos:
+            return True  # gzip at its trailer
+        return self.clock() - reader.entry.changed_at >= self.rotate_wait
+
+    def _finish(self, reader: _Reader, items: list[Item]) -> None:
+        self._close(reader, items, reader.truncation(), use_partial=True)
+
+    def _close(self, reader: _Reader, items: list[Item], truncated: str | None, *, use_partial: bool) -> None:
+        entry = reader.entry
+        if reader.compressed is None and reader.raw_pos:
+            # A file of a single byte: plain.
+            reader.compressed = False
+            self._lines(reader, reader.splitter.feed(reader.prefix), reader.known_at, items)
+        last = reader.splitter.finish()
+        if last is not None:
+            if truncated is None and use_partial:
+                self._lines(reader, [last], reader.known_at, items)
+            elif last.strip() and truncated is not None:
+                truncated += PARTIAL_LINE_UNUSED
+        if reader.prefix and entry.fp_len < FINGERPRINT_SIZE:
+            self._set_fingerprint(entry, reader.prefix)
+        reader.handle.close()
+        entry.state = FINISHED
+        entry.finished_size = reader.raw_pos
+        entry.size_seen = max(entry.size_seen, reader.raw_pos)
+        entry.late = max(0, entry.size_seen - reader.raw_pos)
+        items.append(FileEnd(entry.seq, entry.name, reader.raw_pos, reader.digest.hexdigest(),
+                             bool(reader.compressed), truncated, reader.lines))
+        self._reader = None
+        self.current = entry.seq + 1
+
+    def close(self) -> None:
+        """Close the file being read (a later :meth:`read` reopens it from its start)."""
+        with self._lock:
+            reader = self._reader
+            if reader is not None:
+                reader.handle.close()
+                reader.entry.state = PENDING
+                self._reader = None
+                self._skip = reader.lines if not reader.skip else reader.skip
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def open_file_end(self) -> FileEnd | None:
+        """The file being read, described as if the stream ended here (for ``follow``'s exit).
+
+        As ``run`` would describe the file as it is now: a gzip stream without its trailer is
+        truncated (and a partial last line is not used); a plain file's partial last line is
+        not used either (follow cannot know it is complete). Nothing is changed.
+        """
+        with self._lock:
+            reader = self._reader
+            if reader is None:
+                return None
+            truncated = reader.truncation()
+            if truncated is not None and reader.splitter.pending.strip():
+                truncated += PARTIAL_LINE_UNUSED
+            return FileEnd(reader.entry.seq, reader.entry.name, reader.raw_pos, reader.digest.copy().hexdigest(),
+                           bool(reader.compressed), truncated, reader.lines)
+
+    def names(self) -> list[str]:
+        """The current name of every file of the stream, by sequence number."""
+        with self._lock:
+            return [entry.name for entry in self.entries]
+
+    def status(self) -> dict[str, Any]:
+        """The files not finished yet, the one being read with its cursor, and the counters."""
+        with self._lock:
+            reader = self._reader
+            active = []
+            for entry in self.entries[self.current:]:
+                item = entry.as_json()
+                if reader is not None and reader.entry is entry:
+                    item.update({"bytes_read": reader.raw_pos, "lines_read": reader.lines,
+                                 "compressed": reader.compressed})
+                active.append(item)
+            return {"pattern": self.pattern, "files_seen": len(self.entries), "reading": active,
+                    "counters": dict(sorted(self.counters.items()))}
+
+    def snapshot(self, cursor: tuple[int, int]) -> dict[str, Any]:
+        """The file table to resume from, given the consumer's ``cursor`` (file, lines consumed).
+
+        Files before the cursor's file are finished; the cursor's file and later ones are read
+        again from their start on resume (lines up to the cursor skipped). Cost: O(files).
+        """
+        with self._lock:
+            entries = []
+            for entry in self.entries:
+                entries.append({"seq": entry.seq, "name": entry.name, "dev": entry.dev, "ino": entry.ino,
+                                "fp_len": entry.fp_len, "fp_sha": entry.fp_sha,
+                                "finished": entry.seq < cursor[0],
+                                "finished_size": entry.finished_size if entry.seq < cursor[0] else None,
+                                "late": entry.late if entry.seq < cursor[0] else 0})
+            return {"pattern": self.pattern, "entries": entries, "cursor": tuple(cursor),
+                    "copies": dict(self._copies), "counters": dict(self.counters)}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        now = self.clock()
+        file, consumed = state["cursor"]
+        for saved in state["entries"]:
+            entry = FileEntry(saved["seq"], saved["name"], saved["dev"], saved["ino"], 0, now)
+            entry.fp_len = saved["fp_len"]
+            entry.fp_sha = saved["fp_sha"]
+            if saved["finished"]:
+                entry.state = FINISHED
+                entry.finished_size = saved["finished_size"]
+                entry.late = saved["late"]
+                entry.size_seen = (saved["finished_size"] or 0) + saved["late"]
+            self.entries.append(entry)
+            if entry.state != FINISHED or entry.finished_size is not None:
+                self._by_id.setdefault((entry.dev, entry.ino), entry)
+            if entry.fp_len == FINGERPRINT_SIZE:
+                self._by_fingerprint.setdefault(entry.fp_sha, entry)
+        self._copies = dict(state.get("copies", {}))
+        self.counters.update(state.get("counters", {}))
+        self.current = file
+        self._skip = consumed
