@@ -44,7 +44,15 @@ class GzipMembers:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Decompress ``data``; returns the output pieces (possibly none)."""
-        out: list[bytes] = []
+        return list(self.pieces(data))
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """Decompress ``data`` lazily, one piece of at most :data:`INFLATE_STEP` bytes at a time.
+
+        A reader that hands each piece on before asking for the next holds one piece, however
+        far ``data`` expands (a 1 MiB read of a repetitive file can inflate to 40 MiB).
+        Iterate it to the end before feeding more.
+        """
         while data and self.error is None:
             if self._inflater is None:
                 self._inflater = gzip_decompressobj(31)
@@ -53,7 +61,7 @@ class GzipMembers:
             try:
                 piece = inflater.decompress(data, INFLATE_STEP)
                 while piece:
-                    out.append(piece)
+                    yield piece
                     if not inflater.unconsumed_tail:
                         break
                     piece = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
@@ -66,7 +74,6 @@ class GzipMembers:
                 self.at_boundary = True
             else:
                 data = b""
-        return out
 
     def state(self) -> dict[str, object]:
         """Describe the stream for a report: ended cleanly, truncated, or corrupt."""
@@ -182,7 +189,7 @@ def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: th
             while raw and not stop.is_set():
                 digest.update(raw)
                 stats.bytes_read += len(raw)
-                pieces = members.feed(raw) if members is not None else [raw]
+                pieces = members.pieces(raw) if members is not None else (raw,)
                 for piece in pieces:
                     stats.uncompressed += len(piece)
                     lines = splitter.feed(piece)
