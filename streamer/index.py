@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bisect import bisect_right
 from operator import itemgetter
 
 from sortedcontainers import SortedKeyList
@@ -76,11 +77,17 @@ class TokenIndex:
         self.tail_room = min(FLUSH_EVERY, self.next_trim)
 
     def flush(self) -> None:
-        """Move the appended entries into the SortedList. Cost: O(n) (a merge of sorted runs)."""
+        """Move the appended entries into the SortedList. Cost: O(n): one rebuild from sorted runs."""
         if self.tail:
-            self.entries.update(self.tail)
-            self.tail = []
-            self.tail_room = max(1, min(FLUSH_EVERY, self.next_trim - len(self.entries)))
+            self._rebuild(list(self.entries) + self.tail if self.entries else self.tail)
+
+    def _rebuild(self, entries: list[Entry]) -> None:
+        # The tail's keys follow every retained key, so ``entries`` is sorted: building a fresh
+        # SortedKeyList from it is one pass, where add() per entry or a prefix delete (which
+        # sortedcontainers answers with clear() and a re-sort of the rest) cost more.
+        self.entries = SortedKeyList(entries, key=_KEY)
+        self.tail = []
+        self.tail_room = max(1, min(FLUSH_EVERY, self.next_trim - len(entries)))
 
     def trim(self, keep_before_anchor: int, cutoff_us: int | None, cap: int) -> None:
         """Evict from the front what no future question needs.
@@ -90,13 +97,15 @@ class TokenIndex:
         ``cutoff_us`` (or has no receive time); and always when more than ``cap`` are held.
         Callers may call this only now and then (see :attr:`next_trim`): eviction is in bulk.
 
-        Cost: O(k + log n) for k evicted entries.
+        Cost: O(n) for n retained entries (a rebuild, amortised over the appends since the last).
         """
-        self.flush()
-        entries = self.entries
+        entries: list[Entry] = list(self.entries) + self.tail if self.tail else list(self.entries)
         size = len(entries)
         anchor = self.anchor
-        at_or_before = size if anchor is None else entries.bisect_key_right(anchor)
+        if anchor is None:
+            at_or_before = size
+        else:
+            at_or_before = bisect_right(entries, anchor, key=_KEY)
         evict = 0
         for entry in entries:
             if size - evict > cap:
@@ -112,11 +121,9 @@ class TokenIndex:
                 self.evicted_max_us = received
             self.evicted_through = entry[0]
             evict += 1
-        if evict:
-            del entries[:evict]
         size -= evict
         self.next_trim = min(cap + 1, size + max(16, size >> 1))
-        self.tail_room = max(1, min(FLUSH_EVERY, self.next_trim - size))
+        self._rebuild(entries[evict:] if evict else entries)
 
     def position(self, key: float) -> int:
         """Number of retained entries with key <= ``key``. Cost: O(log n) after a flush."""
