@@ -72,8 +72,8 @@ class DivergenceAnalysis:
         self._refs_file: IO[bytes] = open(work_dir / "references.part", "wb")
         self._report_file: IO[bytes] = open(work_dir / "report_rows.part", "wb")
         self._first_output = True
+        #: results in comparison order: one place per comparison row, skipped when not divergent
         self.spool = OrderedSpool(self._write_record, 3, work_dir)
-        self.next_seq = 0
         self._misses: IO[bytes] | None = None
         self.miss_count = 0
         self.join = ContextJoin(context_limit, evidence_seconds, self._on_result, self._on_miss)
@@ -81,26 +81,36 @@ class DivergenceAnalysis:
     # -- input ----------------------------------------------------------------------------------
 
     def comparison_row(self, file_index: int, line: int, row: dict[str, Any],
-                       raw: bytes | None = None) -> Query | None:
+                       raw: bytes | None = None, ordinal: int | None = None) -> Query | None:
         """Count one comparison row; return the query of a usable divergent row, else None.
 
-        A divergent row whose fields the reference could not use is recorded in
-        :attr:`problems` and skipped (it still counts as a comparison row and as divergent).
+        ``ordinal`` is the row's place among all comparison rows (0-based; by default the rows
+        counted so far): results are written in that order. A divergent row whose fields the
+        reference could not use is recorded in :attr:`problems` and skipped (it still counts as a
+        comparison row and as divergent).
         """
+        if ordinal is None:
+            ordinal = self.aggregates.comparison_rows
         status = self.aggregates.count_row(row)
         token = row.get("token_id")
         if token:
             self.named_tokens.add(token if type(token) is str else str(token))
         if status != "divergent":
+            self.spool.put(ordinal, ())
             return None
         try:
-            query = make_query(self.next_seq, file_index, line, row, parse_time_us)
+            query = make_query(ordinal, file_index, line, row, parse_time_us)
         except RowShapeError as exc:
             self.problems.append((file_index, line, str(exc)))
+            self.spool.put(ordinal, ())
             return None
         query.exotic = raw is not None and (b"NaN" in raw or b"Infinity" in raw)
-        self.next_seq += 1
         return query
+
+    def defer(self, query: Query) -> None:
+        """Answer ``query`` in the second pass (a row made after the stream has ended)."""
+        self.join.misses += 1
+        self._on_miss(query)
 
     def resolve(self, query: Query) -> Query:
         """Settle the token of a row without a token id, once every row has been read."""
@@ -279,7 +289,7 @@ class DivergenceAnalysis:
 
     def finish(self) -> None:
         """Write every result still held, in order (after the main pass and any second pass)."""
-        self.spool.finish(self.next_seq)
+        self.spool.finish(self.aggregates.comparison_rows)
 
     def publish(self, manifest_path: Path, report_path: Path, fields: dict[str, Any]) -> None:
         """Assemble and atomically publish the manifest, then the report.

@@ -28,7 +28,7 @@ from .payloads import analysis_parts, parse_time_us
 from .reconstruct import Reconstructor
 from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession
 from .sources import InputProblems, InputStats, check_readable, read_batches
-from .writer import GzipRowsWriter, write_atomic
+from .writer import GzipRowsWriter, OrderedRows, write_atomic
 
 DEFAULT_10B_MANIFEST = Path("data/manifests/checkpoint_010b_ws_raw_sample.json")
 DEFAULT_10C_MANIFEST = Path("data/manifests/checkpoint_010c_book_reconstruction_sample.json")
@@ -466,6 +466,7 @@ def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_i
     while head is not None:
         session.checkpoint(head[0], head[1], head[2], math.inf)
         head = next(rest, None)
+    session.replay_late(lambda: iter_ws_rows(ws_inputs, InputProblems()))
     session.end_of_stream()
     return session.ws_rows
 
@@ -521,8 +522,9 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
     gc_was_enabled = _quiet_gc()
     try:
         with GzipRowsWriter(Path(config.output_rows)) as rows:
-            session.rows = rows
+            session.rows = ordered = OrderedRows(rows, Path(config.output_rows).parent)
             ws_rows = reconstruction_pass(session, ws_inputs, rest_inputs, problems, progress)
+            ordered.finish()
         progress.done()
         write_atomic(Path(config.manifest_10c),
                      _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems))
@@ -565,8 +567,9 @@ def run(config: RunConfig) -> Outcome:
     gc_was_enabled = _quiet_gc()
     try:
         with GzipRowsWriter(Path(config.output_rows)) as rows:
-            session.rows = rows
+            session.rows = ordered = OrderedRows(rows, Path(config.output_rows).parent)
             reconstruction_pass(session, ws_inputs, rest_inputs, problems, progress)
+            ordered.finish()
         progress.done()
         outcome = finish_run(session, config, m10b, optional, ws_inputs, rest_inputs, rows, problems, started)
     finally:

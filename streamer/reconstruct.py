@@ -32,6 +32,26 @@ def _millis(value: Any) -> int | None:
     return None
 
 
+def accepted_summaries(row: dict[str, Any]) -> list[Any] | None:
+    """A REST row's ``json`` list, or None when the row is rejected (an error status or no list)."""
+    status = row.get("http_status")
+    summaries = row.get("json")
+    if (status is not None and not (type(status) is int and 200 <= status < 300)) or type(summaries) is not list:
+        return None
+    return summaries
+
+
+def is_book_summary(summary: Any) -> bool:
+    """Whether an element of an accepted REST row yields a comparison row."""
+    return type(summary) is dict and summary.get("asset_id") is not None
+
+
+def comparison_row_count(row: dict[str, Any]) -> int:
+    """How many comparison rows :meth:`Reconstructor.compare` makes of ``row`` (known up front)."""
+    summaries = accepted_summaries(row)
+    return 0 if summaries is None else sum(1 for summary in summaries if is_book_summary(summary))
+
+
 class Anomalies:
     """Feed faults by name: complete counts and the first :data:`ANOMALY_LOCATIONS` places."""
 
@@ -46,6 +66,13 @@ class Anomalies:
         self.counts[name] = count + 1
         if count < ANOMALY_LOCATIONS:
             self.locations.setdefault(name, []).append(where)
+
+    def merge(self, other: "Anomalies") -> None:
+        """Add ``other``'s counts and (up to the cap) its locations."""
+        for name, count in other.counts.items():
+            self.counts[name] += count
+            kept = self.locations.setdefault(name, [])
+            kept.extend(other.locations.get(name, [])[: max(0, ANOMALY_LOCATIONS - len(kept))])
 
     def as_json(self) -> dict[str, Any]:
         return {name: {"count": count, "first": self.locations.get(name, [])}
@@ -273,15 +300,14 @@ class Reconstructor:
         """
         self.rest_rows += 1
         where = f"{self.rest_names[file_index]}:{line}"
-        status = row.get("http_status")
-        summaries = row.get("json")
-        if (status is not None and not (type(status) is int and 200 <= status < 300)) or type(summaries) is not list:
+        summaries = accepted_summaries(row)
+        if summaries is None:
             self.rest_rejected += 1
             self.anomalies.add("rejected_rest_row", where)
             return []
         out = []
         for summary in summaries:
-            if type(summary) is not dict or summary.get("asset_id") is None:
+            if not is_book_summary(summary):
                 self.anomalies.add("bad_book_summary", where)
                 continue
             out.append(self._compare_summary(summary, row, file_index, line, where))

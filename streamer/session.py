@@ -12,16 +12,22 @@ pickled (the analysis spools are reattached with
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from .analysis import DivergenceAnalysis, make_work_dir, remove_work_dir
 from .decoders import dumps
 from .errors import UsageError
-from .payloads import analysis_parts
-from .reconstruct import Reconstructor
+from .payloads import analysis_parts, parse_time_us
+from .reconstruct import Anomalies, Reconstructor, comparison_row_count
 
 #: Websocket rows between sweeps of the join's idle tokens.
 SWEEP_EVERY = 1 << 16
+
+
+def rest_time_us(rest_row: dict[str, Any]) -> int | None:
+    """A REST checkpoint row's receive time (µs), or None when it has none usable."""
+    value = rest_row.get("received_at_utc")
+    return parse_time_us(value) if value and type(value) is str else None
 
 
 class RowsSink(Protocol):
@@ -91,6 +97,11 @@ class RunSession:
         self.ws_rows = 0
         #: index key of the last websocket row fed (-1 before the first)
         self.previous_key: float = -1.0
+        #: latest receive time among the websocket rows fed (µs), None before the first timed one
+        self.max_us: int | None = None
+        #: checkpoints that came after the stream had passed their time (REST rows out of time
+        #: order): ``(time_us, first_place, count, file_index, line, rest_row)``, for :meth:`replay_late`
+        self.late: list[tuple[int, int, int, int, int, dict[str, Any]]] = []
 
     @classmethod
     def for_run(cls, markets: dict[str, dict[str, Any]], ws_names: list[str], rest_names: list[str], *,
@@ -114,6 +125,8 @@ class RunSession:
         """
         self.ws_rows += 1
         received_us = row[4]
+        if received_us is not None and (self.max_us is None or received_us > self.max_us):
+            self.max_us = received_us
         self.reconstructor.apply(row[0], row[1], value, received_us, raw)
         analysis = self.analysis
         if analysis is not None:
@@ -135,6 +148,14 @@ class RunSession:
         """
         rows = self.rows
         assert rows is not None, "RunSession.rows must be set before the first checkpoint"
+        if self._is_late(rest_row):
+            count = comparison_row_count(rest_row)
+            if count:
+                self.reconstructor.rest_rows += 1
+                self.reconstructor.anomalies.add("late_rest_checkpoint", f"{self.reconstructor.rest_names[file_index]}:{line}")
+                self.late.append((rest_time_us(rest_row), rows.reserve(count), count,  # type: ignore[attr-defined]
+                                  file_index, line, rest_row))
+                return count
         key = self.previous_key if stream_key is None else stream_key
         analysis = self.analysis
         written = 0
@@ -143,10 +164,66 @@ class RunSession:
             written += 1
             if analysis is not None:
                 engine = analysis.engine
-                query = engine.comparison_row(0, rows.rows, comparison)
+                query = engine.comparison_row(0, rows.rows, comparison, ordinal=rows.rows - 1)
                 if query is not None:
                     engine.join.take(query, engine.ws_file_of(query), key)
         return written
+
+    def _is_late(self, rest_row: dict[str, Any]) -> bool:
+        """Whether the stream has applied a row received after this checkpoint's time.
+
+        SPEC section 3 compares a checkpoint with the books before the first row received after
+        its time; when such a row is already applied (REST rows out of time order), the books
+        are past that point. Only rows sinks that can hold a place (``reserve``) support the
+        exact answer, a replay at the end; others compare with the books as they stand.
+        """
+        if self.max_us is None or not hasattr(self.rows, "reserve"):
+            return False
+        stamp = rest_time_us(rest_row)
+        return stamp is not None and stamp < self.max_us
+
+    def replay_late(self, ws_rows: Callable[[], Iterable[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]]
+                    ) -> int:
+        """Answer the late checkpoints exactly: replay the websocket rows from the start.
+
+        ``ws_rows`` returns a fresh iterator of ``(key, row, value, raw)`` over every websocket
+        row, as :func:`streamer.batch.iter_ws_rows` yields them. Fresh books are advanced to each
+        late checkpoint's point (the first row received after its time, in time order of the
+        checkpoints), its rows fill their reserved places, and the analysis answers them in its
+        second pass. Returns the number of checkpoints replayed (0: no second read).
+
+        Cost: one more read of the websocket files when any checkpoint was late; memory O(late
+        checkpoints) plus a second set of books.
+        """
+        if not self.late:
+            return 0
+        main = self.reconstructor
+        replay = Reconstructor(main.markets, main.ws_names, main.rest_names, main.top_n)
+        rows = self.rows
+        rows_iter = iter(ws_rows())
+        pending = next(rows_iter, None)
+        compared = Anomalies()
+        for stamp, place, _count, file_index, line, rest_row in sorted(self.late, key=lambda item: item[:2]):
+            while pending is not None and not (pending[1][4] is not None and pending[1][4] > stamp):
+                _key, row, value, raw = pending
+                replay.apply(row[0], row[1], value, row[4], raw)
+                pending = next(rows_iter, None)
+            ws_anomalies, replay.anomalies = replay.anomalies, compared
+            comparisons = replay.compare(file_index, line, rest_row)
+            replay.anomalies = ws_anomalies
+            for offset, comparison in enumerate(comparisons):
+                rows.write_at(place + offset, dumps(comparison))  # type: ignore[union-attr]
+                if self.analysis is not None:
+                    engine = self.analysis.engine
+                    query = engine.comparison_row(0, place + offset + 1, comparison, ordinal=place + offset)
+                    if query is not None:
+                        engine.defer(query)
+        main.comparison_rows += replay.comparison_rows
+        main.status_counts.update(replay.status_counts)
+        main.anomalies.merge(compared)
+        replayed = len(self.late)
+        self.late = []
+        return replayed
 
     def end_of_stream(self) -> None:
         """The websocket stream has ended (after the last checkpoints): finish every pending row."""

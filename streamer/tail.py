@@ -14,8 +14,10 @@ The rules (the README's "streamer follow" section states them for users):
   read twice. A known inode whose first bytes changed is a new file (the inode was reused). A
   new inode whose first :data:`FINGERPRINT_SIZE` bytes equal a known file's is a copy of it
   (``copytruncate``'s copy) and is ignored.
-- **Order.** Files join the stream in name order; a new file whose name sorts before the newest
-  known one joins at the end anyway and is counted (``out_of_order_files``).
+- **Order.** Files wait in a queue in name order and take their place in the stream (their
+  sequence number, the ``file`` of the items) when reading reaches them; a new file whose name
+  sorts before the newest known one joins the end of the queue anyway and is counted
+  (``out_of_order_files``).
 - **Reading.** Gzip or plain is decided by the first two bytes. A growing gzip file is read with
   a streaming decompressor; lines are split as ``streamer run`` splits them (``\\n``, ``\\r\\n``,
   lone ``\\r``); a partial line waits for its terminator. Every byte read is hashed.
@@ -26,8 +28,8 @@ The rules (the README's "streamer follow" section states them for users):
   never read.
 - **Truncation.** When a file is shorter than what was read (``copytruncate``), the truncation
   is counted; if its first bytes changed, what was read ends that file and the new content is
-  read from 0 as a new file of the stream; if they did not, reading waits until the file grows
-  past the cursor again.
+  read from 0, next, as a new file of the stream; if they did not, reading waits until the file
+  grows past the cursor again.
 - **Watermark.** When the reader is at the end of the newest file right after a fresh stat, it
   reports :class:`CaughtUp`: every byte on disk at that time in a file that was not already
   finished has been delivered. Each batch of lines carries the time its bytes were known to be on
@@ -104,13 +106,13 @@ Item = Lines | FileEnd | CaughtUp
 
 
 class FileEntry:
-    """One file of the stream: identity, fingerprint and where discovery last saw it."""
+    """One file: identity, fingerprint, place in the stream and where discovery last saw it."""
 
     __slots__ = ("seq", "name", "dev", "ino", "fp_len", "fp_sha", "state", "size_seen", "changed_at",
-                 "finished_size", "late")
+                 "finished_size", "late", "skip")
 
-    def __init__(self, seq: int, name: str, dev: int, ino: int, size: int, now: float) -> None:
-        self.seq = seq
+    def __init__(self, name: str, dev: int, ino: int, size: int, now: float) -> None:
+        self.seq: int | None = None  #: place in the stream, given when reading reaches the file
         self.name = name  #: the path as the glob matched it last
         self.dev = dev
         self.ino = ino
@@ -121,9 +123,14 @@ class FileEntry:
         self.changed_at = now  #: clock time of the last size change seen (or of first sight)
         self.finished_size: int | None = None
         self.late = 0  #: bytes found after the file was finished
+        self.skip = 0  #: lines consumed before a restart (skipped when the file is read again)
 
     def as_json(self) -> dict[str, Any]:
         return {"file": self.seq, "name": self.name, "state": self.state, "size": self.size_seen}
+
+    def saved(self) -> dict[str, Any]:
+        return {"seq": self.seq, "name": self.name, "dev": self.dev, "ino": self.ino, "fp_len": self.fp_len,
+                "fp_sha": self.fp_sha, "finished_size": self.finished_size, "late": self.late, "skip": self.skip}
 
 
 class _Reader:
@@ -132,7 +139,7 @@ class _Reader:
     __slots__ = ("entry", "handle", "raw_pos", "digest", "members", "compressed", "splitter", "lines",
                  "skip", "known_size", "known_at", "prefix", "shrunk")
 
-    def __init__(self, entry: FileEntry, handle: IO[bytes], skip: int, now: float) -> None:
+    def __init__(self, entry: FileEntry, handle: IO[bytes], now: float) -> None:
         self.entry = entry
         self.handle = handle
         self.raw_pos = 0
@@ -141,7 +148,7 @@ class _Reader:
         self.compressed: bool | None = None
         self.splitter = LineSplitter()
         self.lines = 0  #: physical lines split so far (delivered or skipped)
-        self.skip = skip  #: lines already consumed before a restart
+        self.skip = entry.skip  #: lines already consumed before a restart
         self.known_size = 0
         self.known_at = now
         self.prefix = b""  #: the first FINGERPRINT_SIZE bytes read
@@ -190,13 +197,14 @@ class Tailer:
         self.clock = clock
         self.read_size = read_size
         self.read_budget = read_budget
+        #: the files reading has reached, by sequence number
         self.entries: list[FileEntry] = []
+        #: the files waiting to be read, in order
+        self.queue: list[FileEntry] = []
         self._by_id: dict[tuple[int, int], FileEntry] = {}
         self._by_fingerprint: dict[bytes, FileEntry] = {}
-        self._copies: dict[tuple[int, int], int] = {}
-        self.current = 0  #: sequence number of the file being read (len(entries) when none)
+        self._copies: dict[tuple[int, int], str] = {}
         self._reader: _Reader | None = None
-        self._skip = 0
         self.counters: Counter[str] = Counter()
         self.events: list[str] = []
         self.last_scan: float | None = None
@@ -238,7 +246,8 @@ class Tailer:
                     entry.changed_at = start
                 if entry.fp_len < FINGERPRINT_SIZE <= st.st_size and entry.state != FINISHED:
                     head = _fingerprint(name)
-                    if head is not None and len(head) == FINGERPRINT_SIZE:
+                    if head is not None and len(head) == FINGERPRINT_SIZE and (
+                            not entry.fp_len or hashlib.sha256(head[:entry.fp_len]).digest() == entry.fp_sha):
                         self._set_fingerprint(entry, head)  # so that a copy of it is known as one
                 if entry.state == FINISHED and entry.finished_size is not None \
                         and st.st_size > entry.finished_size + entry.late:
@@ -256,9 +265,9 @@ class Tailer:
         """Whether a known inode still holds the known file (checked when its name or size changed).
 
         Only a finished file can lose its identity here (its inode reused by a new file). A file
-        not opened yet whose first bytes changed is still the same slot of the stream: it will be
-        read as it is now (its fingerprint is dropped); the file being read is watched by the
-        reader itself.
+        not opened yet whose first bytes changed is still the same place in the stream: it is read
+        as it is now (its fingerprint is dropped), unless part of it was consumed before a
+        restart (then opening it tells); the file being read is watched by the reader itself.
         """
         if entry.state == OPEN or not entry.fp_len:
             return True
@@ -268,7 +277,7 @@ class Tailer:
         same = head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
         if same or entry.state == FINISHED:
             return same
-        if not (entry.seq == self.current and self._skip):
+        if not entry.skip:
             self._drop_fingerprint(entry)
         return True
 
@@ -278,23 +287,29 @@ class Tailer:
         entry.fp_len = 0
         entry.fp_sha = b""
 
+    def _newest_name(self) -> str | None:
+        if self.queue:
+            return self.queue[-1].name
+        return self.entries[-1].name if self.entries else None
+
     def _admit(self, name: str, st: os.stat_result, now: float) -> None:
         key = (st.st_dev, st.st_ino)
         head = _fingerprint(name) if st.st_size >= FINGERPRINT_SIZE else None
         if head is not None and len(head) == FINGERPRINT_SIZE:
             original = self._by_fingerprint.get(hashlib.sha256(head).digest())
             if original is not None:
-                self._copies[key] = original.seq
+                self._copies[key] = original.name
                 self.counters["copies_ignored"] += 1
                 self._note(f"{name}: a copy of {original.name} (same first {FINGERPRINT_SIZE} bytes); ignored")
                 return
-        if self.entries and name < self.entries[-1].name:
+        newest = self._newest_name()
+        if newest is not None and name < newest:
             self.counters["out_of_order_files"] += 1
-            self._note(f"{name}: new file sorts before {self.entries[-1].name}; read after it")
-        entry = FileEntry(len(self.entries), name, st.st_dev, st.st_ino, st.st_size, now)
+            self._note(f"{name}: new file sorts before {newest}; read after it")
+        entry = FileEntry(name, st.st_dev, st.st_ino, st.st_size, now)
         if head is not None and len(head) == FINGERPRINT_SIZE:
             self._set_fingerprint(entry, head)
-        self.entries.append(entry)
+        self.queue.append(entry)
         self._by_id[key] = entry
 
     def _set_fingerprint(self, entry: FileEntry, head: bytes) -> None:
@@ -319,11 +334,11 @@ class Tailer:
     # -- reading ----------------------------------------------------------------------------------
 
     def read(self) -> list[Item]:
-        """Read what is new, up to :data:`READ_BUDGET` raw bytes; return it as items. Thread-safe.
+        """Read what is new, about :data:`READ_BUDGET` raw bytes at most; return it as items.
 
         Items come in stream order: :class:`Lines` of the current file, :class:`FileEnd` when it
         is finished (then the next file's lines), :class:`CaughtUp` when at the end of the newest.
-        An empty list means nothing is new.
+        An empty list means nothing is new. Thread-safe.
         """
         with self._lock:
             items: list[Item] = []
@@ -331,23 +346,26 @@ class Tailer:
             while budget > 0 or not items:  # (never return empty-handed while bytes are waiting)
                 reader = self._reader
                 if reader is None:
-                    if self.current >= len(self.entries):
+                    if not self.queue:
                         self._caught_up(items, None)
                         break
-                    reader = self._open(self.entries[self.current], items)
+                    entry = self.queue.pop(0)
+                    entry.seq = len(self.entries)
+                    self.entries.append(entry)
+                    reader = self._open(entry, items)
                     if reader is None:
                         continue
                 if reader.raw_pos >= reader.known_size:
                     self._restat(reader, items)
                     if self._reader is not reader:
-                        continue  # truncated and rewritten: the new content is a new file
+                        continue  # truncated and rewritten: the new content is the next file
                 if reader.raw_pos < reader.known_size and not reader.shrunk:
                     budget -= self._read_chunk(reader, items)
                     continue
                 if self._finishable(reader):
-                    self._finish(reader, items)
+                    self._close(reader, items, reader.truncation(), use_partial=True)
                     continue
-                if self.current == len(self.entries) - 1:
+                if not self.queue:
                     self._caught_up(items, reader.known_at)
                 break
             return items
@@ -361,7 +379,6 @@ class Tailer:
             items.append(CaughtUp(at))
 
     def _open(self, entry: FileEntry, items: list[Item]) -> _Reader | None:
-        skip, self._skip = self._skip, 0
         try:
             handle = open(entry.name, "rb")
         except OSError:
@@ -372,17 +389,19 @@ class Tailer:
             return self._vanished(entry, items, "file vanished before follow read it (its name holds another file)")
         if entry.fp_len:
             head = os.pread(handle.fileno(), entry.fp_len, 0)
-            if hashlib.sha256(head).digest() != entry.fp_sha and not skip:
-                self._drop_fingerprint(entry)  # rewritten before any of it was read: read it as it is
-            elif hashlib.sha256(head).digest() != entry.fp_sha:
-                handle.close()
-                self.counters["replaced_files"] += 1
-                self._note(f"{entry.name}: its content was replaced while follow was not reading it")
-                self._vanished(entry, items, "content replaced before follow read it to its end")
-                self._append_copy_of(entry, st)
-                return None
+            if hashlib.sha256(head).digest() != entry.fp_sha:
+                if not entry.skip:
+                    self._drop_fingerprint(entry)  # rewritten before any of it was consumed: read it as it is
+                else:
+                    handle.close()
+                    self.counters["replaced_files"] += 1
+                    self._note(f"{entry.name}: its content was replaced while follow was not reading it")
+                    self._vanished(entry, items, "content replaced before follow read it to its end")
+                    self._requeue_new_content(entry, st)
+                    return None
         entry.state = OPEN
-        reader = _Reader(entry, handle, skip, self.clock())
+        reader = _Reader(entry, handle, self.clock())
+        entry.skip = 0
         self._reader = reader
         return reader
 
@@ -391,15 +410,16 @@ class Tailer:
         self._note(f"{entry.name}: {reason}")
         entry.state = FINISHED
         entry.finished_size = None
-        self._by_id.pop((entry.dev, entry.ino), None)
+        if self._by_id.get((entry.dev, entry.ino)) is entry:
+            del self._by_id[(entry.dev, entry.ino)]
+        assert entry.seq is not None
         items.append(FileEnd(entry.seq, entry.name, 0, None, False, reason, 0))
-        self.current = entry.seq + 1
         return None
 
-    def _append_copy_of(self, entry: FileEntry, st: os.stat_result) -> None:
-        """A new entry, at the end of the stream, for new content under a known identity."""
-        fresh = FileEntry(len(self.entries), entry.name, st.st_dev, st.st_ino, st.st_size, self.clock())
-        self.entries.append(fresh)
+    def _requeue_new_content(self, entry: FileEntry, st: os.stat_result) -> None:
+        """New content under a known identity: a new file, read next."""
+        fresh = FileEntry(entry.name, st.st_dev, st.st_ino, st.st_size, self.clock())
+        self.queue.insert(0, fresh)
         self._by_id[(st.st_dev, st.st_ino)] = fresh
 
     def _restat(self, reader: _Reader, items: list[Item]) -> None:
@@ -435,11 +455,11 @@ class Tailer:
             self.counters["truncations"] += 1
         self.counters["restarted_files"] += 1
         self._note(f"{entry.name}: truncated and rewritten after {reader.raw_pos} bytes were read "
-                   "(copytruncate?); read again from its start as a new file")
+                   "(copytruncate?); its new content is read from its start as a new file")
         reason = (f"truncated after {reader.raw_pos} bytes were read (copytruncate?); "
                   "lines written after the last read before the truncation were lost")
         self._close(reader, items, reason, use_partial=False)
-        self._append_copy_of(entry, st)
+        self._requeue_new_content(entry, st)
 
     def _read_chunk(self, reader: _Reader, items: list[Item]) -> int:
         want = min(self.read_size, reader.known_size - reader.raw_pos)
@@ -482,6 +502,7 @@ class Tailer:
                 first += drop
             reader.skip = 0
         seq = reader.entry.seq
+        assert seq is not None
         if items:
             last = items[-1]
             if type(last) is Lines and last.file == seq and last.first + len(last.lines) == first \
@@ -495,15 +516,12 @@ class Tailer:
             items.append(Lines(seq, first + start, lines[start:start + BATCH_LINES], seen))
 
     def _finishable(self, reader: _Reader) -> bool:
-        if self.current >= len(self.entries) - 1:
+        if not self.queue:
             return False  # no newer file: keep following
         members = reader.members
         if members is not None and members.error is None and members.at_boundary and reader.raw_pos:
             return True  # gzip at its trailer
         return self.clock() - reader.entry.changed_at >= self.rotate_wait
-
-    def _finish(self, reader: _Reader, items: list[Item]) -> None:
-        self._close(reader, items, reader.truncation(), use_partial=True)
 
     def _close(self, reader: _Reader, items: list[Item], truncated: str | None, *, use_partial: bool) -> None:
         entry = reader.entry
@@ -522,22 +540,25 @@ class Tailer:
         reader.handle.close()
         entry.state = FINISHED
         entry.finished_size = reader.raw_pos
-        entry.size_seen = max(entry.size_seen, reader.raw_pos)
-        entry.late = max(0, entry.size_seen - reader.raw_pos)
+        entry.late = max(0, entry.size_seen - reader.raw_pos) if use_partial else 0
+        assert entry.seq is not None
         items.append(FileEnd(entry.seq, entry.name, reader.raw_pos, reader.digest.hexdigest(),
                              bool(reader.compressed), truncated, reader.lines))
         self._reader = None
-        self.current = entry.seq + 1
 
     def close(self) -> None:
-        """Close the file being read (a later :meth:`read` reopens it from its start)."""
+        """Close the file being read (a later :meth:`read` reads it again from its start)."""
         with self._lock:
             reader = self._reader
             if reader is not None:
                 reader.handle.close()
-                reader.entry.state = PENDING
+                entry = reader.entry
+                entry.state = PENDING
+                entry.skip = max(reader.skip, reader.lines)
+                self.entries.pop()
+                entry.seq = None
+                self.queue.insert(0, entry)
                 self._reader = None
-                self._skip = reader.lines if not reader.skip else reader.skip
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -555,63 +576,81 @@ class Tailer:
             truncated = reader.truncation()
             if truncated is not None and reader.splitter.pending.strip():
                 truncated += PARTIAL_LINE_UNUSED
+            assert reader.entry.seq is not None
             return FileEnd(reader.entry.seq, reader.entry.name, reader.raw_pos, reader.digest.copy().hexdigest(),
                            bool(reader.compressed), truncated, reader.lines)
 
     def names(self) -> list[str]:
-        """The current name of every file of the stream, by sequence number."""
+        """The current name of every file reading has reached, by sequence number."""
         with self._lock:
             return [entry.name for entry in self.entries]
 
     def status(self) -> dict[str, Any]:
-        """The files not finished yet, the one being read with its cursor, and the counters."""
+        """The file being read with its cursor, the files waiting, and the counters."""
         with self._lock:
             reader = self._reader
-            active = []
-            for entry in self.entries[self.current:]:
-                item = entry.as_json()
-                if reader is not None and reader.entry is entry:
-                    item.update({"bytes_read": reader.raw_pos, "lines_read": reader.lines,
-                                 "compressed": reader.compressed})
-                active.append(item)
-            return {"pattern": self.pattern, "files_seen": len(self.entries), "reading": active,
+            reading = None
+            if reader is not None:
+                reading = reader.entry.as_json()
+                reading.update({"bytes_read": reader.raw_pos, "lines_read": reader.lines,
+                                "compressed": reader.compressed})
+            return {"pattern": self.pattern, "files_read": len(self.entries), "reading": reading,
+                    "waiting": [entry.name for entry in self.queue],
                     "counters": dict(sorted(self.counters.items()))}
 
     def snapshot(self, cursor: tuple[int, int]) -> dict[str, Any]:
         """The file table to resume from, given the consumer's ``cursor`` (file, lines consumed).
 
-        Files before the cursor's file are finished; the cursor's file and later ones are read
-        again from their start on resume (lines up to the cursor skipped). Cost: O(files).
+        Files before the cursor's file are finished; the cursor's file and every later one are
+        queued again (the cursor's with its consumed lines to skip). Cost: O(files).
         """
+        file, consumed = cursor
         with self._lock:
-            entries = []
+            reader = self._reader
+            finished = []
+            queued = []
             for entry in self.entries:
-                entries.append({"seq": entry.seq, "name": entry.name, "dev": entry.dev, "ino": entry.ino,
-                                "fp_len": entry.fp_len, "fp_sha": entry.fp_sha,
-                                "finished": entry.seq < cursor[0],
-                                "finished_size": entry.finished_size if entry.seq < cursor[0] else None,
-                                "late": entry.late if entry.seq < cursor[0] else 0})
-            return {"pattern": self.pattern, "entries": entries, "cursor": tuple(cursor),
+                saved = entry.saved()
+                if reader is not None and reader.entry is entry and len(reader.prefix) > entry.fp_len:
+                    # What was read identifies the cursor's file on resume, however short.
+                    saved["fp_len"] = len(reader.prefix)
+                    saved["fp_sha"] = hashlib.sha256(reader.prefix).digest()
+                assert entry.seq is not None
+                if entry.seq < file:
+                    finished.append(saved)
+                else:
+                    saved.update({"seq": None, "finished_size": None, "late": 0,
+                                  "skip": consumed if entry.seq == file else 0})
+                    queued.append(saved)
+            queued.extend(entry.saved() for entry in self.queue)
+            return {"pattern": self.pattern, "finished": finished, "queued": queued,
                     "copies": dict(self._copies), "counters": dict(self.counters)}
 
     def _restore(self, state: dict[str, Any]) -> None:
         now = self.clock()
-        file, consumed = state["cursor"]
-        for saved in state["entries"]:
-            entry = FileEntry(saved["seq"], saved["name"], saved["dev"], saved["ino"], 0, now)
-            entry.fp_len = saved["fp_len"]
-            entry.fp_sha = saved["fp_sha"]
-            if saved["finished"]:
-                entry.state = FINISHED
-                entry.finished_size = saved["finished_size"]
-                entry.late = saved["late"]
-                entry.size_seen = (saved["finished_size"] or 0) + saved["late"]
+        for saved in state["finished"]:
+            entry = self._entry(saved, now)
+            entry.state = FINISHED
+            entry.seq = saved["seq"]
+            entry.finished_size = saved["finished_size"]
+            entry.late = saved["late"]
+            entry.size_seen = (saved["finished_size"] or 0) + saved["late"]
+            assert entry.seq == len(self.entries), "finished files are saved in stream order"
             self.entries.append(entry)
-            if entry.state != FINISHED or entry.finished_size is not None:
+            if entry.finished_size is not None:
                 self._by_id.setdefault((entry.dev, entry.ino), entry)
-            if entry.fp_len == FINGERPRINT_SIZE:
-                self._by_fingerprint.setdefault(entry.fp_sha, entry)
+        for saved in state["queued"]:
+            entry = self._entry(saved, now)
+            entry.skip = saved["skip"]
+            self.queue.append(entry)
+            self._by_id[(entry.dev, entry.ino)] = entry
         self._copies = dict(state.get("copies", {}))
         self.counters.update(state.get("counters", {}))
-        self.current = file
-        self._skip = consumed
+
+    def _entry(self, saved: dict[str, Any], now: float) -> FileEntry:
+        entry = FileEntry(saved["name"], saved["dev"], saved["ino"], 0, now)
+        entry.fp_len = saved["fp_len"]
+        entry.fp_sha = saved["fp_sha"]
+        if entry.fp_len == FINGERPRINT_SIZE:
+            self._by_fingerprint.setdefault(entry.fp_sha, entry)
+        return entry

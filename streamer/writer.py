@@ -23,7 +23,7 @@ from typing import IO, Any, Iterator
 
 from .decoders import gzip_compressobj
 
-_HEADER = struct.Struct("<QIII")
+_HEADER = struct.Struct("<QBIII")  # seq, skip flag, up to three field lengths
 #: Compression level of the rows files (fast; the rows compress well anyway).
 GZIP_LEVEL = 1
 
@@ -136,13 +136,19 @@ class OrderedSpool:
         self._runs = [self._spill_dir / run.name for run in self._runs]
 
     def put(self, seq: int, fields: tuple[bytes, ...]) -> None:
-        """Accept one record; write it (and any records it unblocks) when it is next in order."""
+        """Accept one record; write it (and any records it unblocks) when it is next in order.
+
+        ``fields`` empty is a *skip*: the sequence number is taken, nothing is written.
+        """
         if seq == self.next_seq:
-            self._sink(fields)
+            if fields:
+                self._sink(fields)
             self.next_seq += 1
             heap = self._heap
             while heap and heap[0][0] == self.next_seq:
-                self._sink(heapq.heappop(heap)[1])
+                held = heapq.heappop(heap)[1]
+                if held:
+                    self._sink(held)
                 self.next_seq += 1
             return
         heapq.heappush(self._heap, (seq, fields))
@@ -155,7 +161,8 @@ class OrderedSpool:
             heap = self._heap
             while heap:
                 seq, fields = heapq.heappop(heap)
-                out.write(_HEADER.pack(seq, *(len(f) for f in fields), *([0] * (3 - len(fields)))))
+                out.write(_HEADER.pack(seq, 0 if fields else 1, *(len(f) for f in fields),
+                                       *([0] * (3 - len(fields)))))
                 for field in fields:
                     out.write(field)
                 self.spilled_records += 1
@@ -167,8 +174,8 @@ class OrderedSpool:
                 header = handle.read(_HEADER.size)
                 if not header:
                     return
-                seq, *lengths = _HEADER.unpack(header)
-                yield seq, tuple(handle.read(n) for n in lengths[: self._width])
+                seq, skip, *lengths = _HEADER.unpack(header)
+                yield seq, () if skip else tuple(handle.read(n) for n in lengths[: self._width])
 
     def finish(self, expected: int) -> None:
         """Merge everything held and write it in order; checks that ``expected`` records came.
@@ -181,7 +188,8 @@ class OrderedSpool:
         for seq, fields in heapq.merge(*sources, key=lambda record: record[0]):
             if seq != self.next_seq:
                 raise RuntimeError(f"output sequence broken: got {seq}, expected {self.next_seq}")
-            self._sink(fields)
+            if fields:
+                self._sink(fields)
             self.next_seq += 1
         for run in self._runs:
             run.unlink()
@@ -239,3 +247,43 @@ class GzipRowsWriter:
         self._emit(self._compressor.flush())
         self.sha256 = self._digest.hexdigest()
         self._file.commit()
+
+
+class OrderedRows:
+    """Comparison rows in REST file order, some of them filled in later.
+
+    A checkpoint that arrives after the websocket stream has passed its time (REST rows out of
+    time order) reserves its rows' places (:meth:`reserve`); they are computed by a replay at the
+    end and put in place (:meth:`write_at`). Rows after a reservation wait in an
+    :class:`OrderedSpool` (bounded memory, spilled to ``spill_dir``). :attr:`rows` counts the
+    places taken, so it is the comparison line of the row just written.
+
+    Cost: O(1) per row in order; memory O(the spool's buffer).
+    """
+
+    def __init__(self, writer: "GzipRowsWriter", spill_dir: Path) -> None:
+        self.writer = writer
+        self._spool = OrderedSpool(lambda fields: writer.write(fields[0]), 1, spill_dir, buffer_limit=1024)
+        self.rows = 0
+
+    def write(self, row: bytes) -> None:
+        """Append one row at the next place."""
+        self._spool.put(self.rows, (row,))
+        self.rows += 1
+
+    def reserve(self, count: int) -> int:
+        """Take ``count`` places for rows written later; returns the first (0-based)."""
+        start = self.rows
+        self.rows += count
+        return start
+
+    def write_at(self, place: int, row: bytes) -> None:
+        """Fill a reserved place."""
+        self._spool.put(place, (row,))
+
+    def finish(self) -> None:
+        """Every place filled: hand the rest to the writer in order.
+
+        :raises RuntimeError: when a reserved place was never filled (a bug, never input).
+        """
+        self._spool.finish(self.rows)

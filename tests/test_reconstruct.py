@@ -811,11 +811,6 @@ def test_top_n_limits_the_diff(workdir: Path) -> None:
 
 # -- 6. known bugs (strict xfails: each passes once streamer is fixed) ---------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: REST rows are compared strictly in file order. A REST row whose received_at_utc is earlier than "
-    "the previous REST row's is compared with the books after the previous row's time, not after its own T "
-    "(SPEC section 3 / README 'Reconstruction'). Expected: checkpoint 2 (T=1.5 s) sees only line 1 "
-    "(match); actual: it sees line 2 too (divergent, applied count 2)."))
 def test_rest_rows_out_of_time_order_use_their_own_time(workdir: Path) -> None:
     manifest = write_capture([[
         ws(1, 1, [book()]), ws(2, 2, change(YES, "0.49", "99", "BUY")), ws(5, 3, change(YES, "0.49", "1", "BUY")),
