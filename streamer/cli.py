@@ -16,13 +16,13 @@ EXIT_INPUT = 2
 
 
 def _analysis_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--context-limit", type=int, default=5,
+    parser.add_argument("--context-limit", type=int, metavar="N", default=5,
                         help="websocket events of context before and after a row's last applied line (default 5)")
-    parser.add_argument("--price-evidence-seconds", type=int, default=10,
+    parser.add_argument("--price-evidence-seconds", type=int, metavar="N", default=10,
                         help="window around the checkpoint for price-change evidence (default 10)")
-    parser.add_argument("--output-manifest", type=Path, default=batch.DEFAULT_OUTPUT_MANIFEST,
+    parser.add_argument("--output-manifest", type=Path, metavar="PATH", default=batch.DEFAULT_OUTPUT_MANIFEST,
                         help="divergence manifest to write (default %(default)s)")
-    parser.add_argument("--output-report", type=Path, default=batch.DEFAULT_OUTPUT_REPORT,
+    parser.add_argument("--output-report", type=Path, metavar="PATH", default=batch.DEFAULT_OUTPUT_REPORT,
                         help="markdown report to write (default %(default)s)")
 
 
@@ -47,13 +47,13 @@ def _build_parser() -> argparse.ArgumentParser:
                     "classification, gate.\n\nExample:\n  streamer analyze --manifest-10b data/manifests/10b.json "
                     "--manifest-10c data/manifests/10c.json \\\n    --manifest-10bc data/manifests/10bc.json "
                     "--orchestrator-review data/manifests/review.json")
-    analyze.add_argument("--manifest-10b", type=Path, default=batch.DEFAULT_10B_MANIFEST,
+    analyze.add_argument("--manifest-10b", type=Path, metavar="PATH", default=batch.DEFAULT_10B_MANIFEST,
                          help="10B manifest naming the websocket and REST files (default %(default)s)")
-    analyze.add_argument("--manifest-10c", type=Path, default=batch.DEFAULT_10C_MANIFEST,
+    analyze.add_argument("--manifest-10c", type=Path, metavar="PATH", default=batch.DEFAULT_10C_MANIFEST,
                          help="10C manifest naming the comparison rows (default %(default)s)")
-    analyze.add_argument("--manifest-10bc", type=Path, default=batch.DEFAULT_10BC_MANIFEST,
+    analyze.add_argument("--manifest-10bc", type=Path, metavar="PATH", default=batch.DEFAULT_10BC_MANIFEST,
                          help="10BC manifest, for its gate (default %(default)s)")
-    analyze.add_argument("--orchestrator-review", type=Path, default=batch.DEFAULT_ORCHESTRATOR_REVIEW,
+    analyze.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=batch.DEFAULT_ORCHESTRATOR_REVIEW,
                          help="orchestrator review, for its gate (default %(default)s)")
     _analysis_flags(analyze)
     _progress_flag(analyze)
@@ -67,7 +67,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     "  streamer reconstruct --manifest-10b capture/manifest_10b.json --output-rows out/rows.jsonl.gz "
                     "\\\n    --manifest-10c out/10c.json")
     _reconstruct_flags(reconstruct)
-    reconstruct.add_argument("--output-manifest", dest="manifest_10c", type=Path, default=batch.DEFAULT_10C_MANIFEST,
+    reconstruct.add_argument("--output-manifest", dest="manifest_10c", type=Path, metavar="PATH", default=batch.DEFAULT_10C_MANIFEST,
                              help="10C manifest to write (default %(default)s)")
     _progress_flag(reconstruct)
     reconstruct.set_defaults(handler=_reconstruct)
@@ -80,12 +80,12 @@ def _build_parser() -> argparse.ArgumentParser:
                     "Example:\n  streamer run --manifest-10b capture/manifest_10b.json --output-rows out/rows.jsonl.gz "
                     "\\\n    --manifest-10c out/10c.json --output-manifest out/10d0.json --output-report out/10d0.md")
     _reconstruct_flags(run)
-    run.add_argument("--manifest-10c", type=Path, default=batch.DEFAULT_10C_MANIFEST,
+    run.add_argument("--manifest-10c", type=Path, metavar="PATH", default=batch.DEFAULT_10C_MANIFEST,
                      help="10C manifest to write (default %(default)s)")
-    run.add_argument("--manifest-10bc", type=Path, default=None,
+    run.add_argument("--manifest-10bc", type=Path, metavar="PATH", default=None,
                      help="10BC manifest, for its gate (optional; read when given or present at "
                           f"{batch.DEFAULT_10BC_MANIFEST})")
-    run.add_argument("--orchestrator-review", type=Path, default=None,
+    run.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=None,
                      help=f"orchestrator review, for its gate (optional; read when given or present at "
                           f"{batch.DEFAULT_ORCHESTRATOR_REVIEW})")
     _analysis_flags(run)
@@ -97,18 +97,18 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Generate a small synthetic capture (several markets, recorder drops, REST lag) and run "
                     "`streamer run` on it.\n\nExample:\n  streamer demo --out streamer-demo")
-    demo.add_argument("--out", type=Path, default=Path("streamer-demo"), help="directory to write (default %(default)s)")
-    demo.add_argument("--seed", type=int, default=2026, help="generator seed (default %(default)s)")
-    demo.add_argument("--ws-lines", type=int, default=6000, help="websocket lines to generate (default %(default)s)")
+    demo.add_argument("--out", type=Path, metavar="PATH", default=Path("streamer-demo"), help="directory to write (default %(default)s)")
+    demo.add_argument("--seed", type=int, metavar="N", default=2026, help="generator seed (default %(default)s)")
+    demo.add_argument("--ws-lines", type=int, metavar="N", default=6000, help="websocket lines to generate (default %(default)s)")
     demo.set_defaults(handler=_demo)
     return parser
 
 
 def _reconstruct_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--manifest-10b", type=Path, default=batch.DEFAULT_10B_MANIFEST,
+    parser.add_argument("--manifest-10b", type=Path, metavar="PATH", default=batch.DEFAULT_10B_MANIFEST,
                         help="10B manifest naming the websocket and REST files (default %(default)s)")
-    parser.add_argument("--top-n", type=int, default=10, help="levels per side compared (default 10)")
-    parser.add_argument("--output-rows", type=Path, default=batch.DEFAULT_OUTPUT_ROWS,
+    parser.add_argument("--top-n", type=int, metavar="N", default=10, help="levels per side compared (default 10)")
+    parser.add_argument("--output-rows", type=Path, metavar="PATH", default=batch.DEFAULT_OUTPUT_ROWS,
                         help="comparison rows to write, gzip JSONL (default %(default)s)")
 
 
