@@ -41,6 +41,31 @@ def write_jsonl_gz(path: Path, rows: list[Any], *, raw_lines: list[bytes] | None
             out.write(line + b"\n")
 
 
+CAPTURE_FILES = {
+    "manifest_10b": "capture/manifest_10b.json",
+    "ws": "capture/ws.jsonl.gz",
+    "rest": "capture/rest.jsonl.gz",
+}
+
+
+def write_capture(workdir: Path, ws_lines: list[bytes], rest_lines: list[bytes]) -> str:
+    """A gzip websocket file and a gzip REST file of raw lines, and a 10B manifest naming them.
+
+    Returns the 10B manifest's path (relative to ``workdir``, as are the paths inside it).
+    """
+    write_jsonl_gz(workdir / CAPTURE_FILES["ws"], [], raw_lines=ws_lines)
+    write_jsonl_gz(workdir / CAPTURE_FILES["rest"], [], raw_lines=rest_lines)
+    manifest = {
+        "gate_status": "WS_RAW_SAMPLE_PASS",
+        "output_files": [
+            {"path": CAPTURE_FILES["ws"], "kind": "raw_websocket_messages"},
+            {"path": CAPTURE_FILES["rest"], "kind": "rest_books_checkpoints"},
+        ],
+    }
+    (workdir / CAPTURE_FILES["manifest_10b"]).write_text(json.dumps(manifest))
+    return CAPTURE_FILES["manifest_10b"]
+
+
 def write_analysis_inputs(workdir: Path, manifest_10b: str, rows: list[dict[str, Any]],
                           extra_comparison_lines: list[bytes] | None = None) -> dict[str, str]:
     """Write comparison rows, a 10C manifest naming them, a 10BC manifest and a review.
@@ -103,6 +128,29 @@ def report_comparable(text: str) -> list[str]:
             and "There are no divergent rows" not in line and "of the divergent rows" not in line]
 
 
+def first_difference(left: Any, right: Any, path: str = "") -> str | None:
+    """Where two JSON values first differ (``path: left != right``), or None when they are equal."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        for key in sorted(set(left) | set(right), key=str):
+            if key not in left or key not in right:
+                return f"{path}.{key}: only in {'streamer' if key in right else 'reference'}"
+            found = first_difference(left[key], right[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(left, list) and isinstance(right, list):
+        for index, (a, b) in enumerate(zip(left, right)):
+            found = first_difference(a, b, f"{path}[{index}]")
+            if found:
+                return found
+        if len(left) != len(right):
+            return f"{path}: {len(left)} items in the reference, {len(right)} in streamer"
+        return None
+    if left != right or type(left) is not type(right) and not isinstance(left, (int, float)):
+        return f"{path}: reference {json.dumps(left)[:300]} != streamer {json.dumps(right)[:300]}"
+    return None
+
+
 def assert_same(outcome: dict[str, Any]) -> None:
     """Assert the reference and streamer agree on stdout, exit code, manifest and report."""
     reference, streamer = outcome["reference"], outcome["streamer"]
@@ -111,5 +159,5 @@ def assert_same(outcome: dict[str, Any]) -> None:
     assert streamer["stdout"] == reference["stdout"]
     left, right = comparable(reference["manifest"]), comparable(streamer["manifest"])
     for key in sorted(set(left) | set(right)):
-        assert left.get(key) == right.get(key), f"manifest key {key} differs"
+        assert left.get(key) == right.get(key), f"manifest key {key} differs: {first_difference(left.get(key), right.get(key), key)}"
     assert report_comparable(streamer["report"]) == report_comparable(reference["report"])
