@@ -305,6 +305,27 @@ def test_truncated_websocket_gzip(workdir: Path, run_cli: RunCli, capture: tuple
     _assert_reference_agrees(workdir / "clean", flags)
 
 
+def test_corrupt_websocket_gzip(workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]]) -> None:
+    """Garbage in the middle of the deflate stream: the run goes on and reports the file.
+
+    (How many lines before the garbage are kept is not specified: today none are when the damage
+    lies in the first read of the file.)
+    """
+    ws, rest = capture
+    flags = _setup(workdir / "case", ws, rest)
+    path = workdir / "case" / WS
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(range(64))
+    path.write_bytes(bytes(data))
+    run, manifest, _ = _analyze(run_cli, workdir / "case", flags)
+    assert run.code in (0, 1)
+    assert run.stdout == _stdout(manifest["gate_status"])
+    assert [item["file"] for item in manifest["input_problems"]["truncated_inputs"]] == [WS]
+    assert len(run.stderr) == 1 and run.stderr[0].startswith(f"streamer: {WS}: ")
+    assert manifest["row_counts"]["raw_websocket_messages"] < len(ws)
+
+
 # ---------------------------------------------------------------------------------------------
 # unusable inputs: one line, exit 2, nothing written
 
