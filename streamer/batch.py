@@ -7,6 +7,7 @@ The engines own no file policy; this module owns nothing else.
 
 from __future__ import annotations
 
+import copy
 import gc
 import hashlib
 import json
@@ -605,7 +606,8 @@ def finish_run(session: RunSession, config: RunConfig, m10b: Any, optional: list
     write_atomic(Path(config.manifest_10c), manifest_10c)
     rows_stats = InputStats(Path(rows_name), rows_name, KIND_COMPARISON)
     rows_stats.size, rows_stats.sha256 = rows.size, rows.sha256
-    _second_pass(analysis, ws_inputs, [rows_stats])
+    # (A second pass reads the files again: copies, so that the artifacts stay what the first pass read.)
+    _second_pass(analysis, [copy.copy(stats) for stats in ws_inputs], [rows_stats])
     known = {stats.path.resolve(): (stats.size, stats.sha256) for stats in [*inputs, rows_stats]}
     known[Path(config.manifest_10c).resolve()] = (len(manifest_10c), hashlib.sha256(manifest_10c).hexdigest())
     known[m10b.path.resolve()] = (m10b.size, m10b.sha256)

@@ -92,6 +92,51 @@ def _build_parser() -> argparse.ArgumentParser:
     _progress_flag(run)
     run.set_defaults(handler=_run)
 
+    follow = commands.add_parser(
+        "follow", help="run, live, on files a recorder is still writing and rotating; resumable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Follow the websocket and REST files a recorder is writing (rotating, gzip or plain), rebuild "
+                    "the books and\nanalyze divergences as they happen. Each flush publishes a segment under "
+                    "OUT/segments/ and\nOUT/status.json and saves the state; a restart with the same --state "
+                    "continues where the last\nflush left off. On SIGINT/SIGTERM or after --exit-when-idle, OUT "
+                    "holds the four files `streamer run`\nwrites. The 10B manifest supplies the markets; the files "
+                    "come from the globs (quote them).\n\nExample:\n"
+                    "  streamer follow --ws 'capture/ws-*.jsonl*' --rest 'capture/rest-*.jsonl*' \\\n"
+                    "    --manifest-10b capture/manifest_10b.json --out live --state live-state --flush-interval 5")
+    follow.add_argument("--ws", required=True, metavar="GLOB",
+                        help="glob of the websocket files, in name order (rotated names sort by time)")
+    follow.add_argument("--rest", required=True, metavar="GLOB", help="glob of the REST checkpoint files")
+    follow.add_argument("--manifest-10b", type=Path, metavar="PATH", required=True,
+                        help="10B manifest: its markets label the rows (its output_files are not used)")
+    follow.add_argument("--out", type=Path, metavar="DIR", required=True,
+                        help="where segments, status.json and, on exit, the four run outputs go")
+    follow.add_argument("--state", type=Path, metavar="DIR", default=None,
+                        help="state directory (default OUT/.state); reuse it to resume")
+    follow.add_argument("--poll", type=float, metavar="S", default=1.0,
+                        help="seconds between looks for new files and new bytes (default %(default)s)")
+    follow.add_argument("--rotate-wait", type=float, metavar="S", default=5.0,
+                        help="a plain file with a newer file beside it is finished after S seconds without "
+                             "growth (default %(default)s)")
+    follow.add_argument("--rest-wait", type=float, metavar="S", default=5.0,
+                        help="hold websocket rows until the REST files have been read to their end S seconds "
+                             "after those rows were on disk (default %(default)s)")
+    follow.add_argument("--flush-interval", type=float, metavar="S", default=5.0,
+                        help="seconds between flushes: segment, state, status (default %(default)s)")
+    follow.add_argument("--exit-when-idle", type=float, metavar="S", default=None,
+                        help="finish when no new line has come for S seconds (default: follow until a signal)")
+    follow.add_argument("--top-n", type=int, metavar="N", default=10, help="levels per side compared (default 10)")
+    follow.add_argument("--context-limit", type=int, metavar="N", default=5,
+                        help="websocket events of context before and after a row's last applied line (default 5)")
+    follow.add_argument("--price-evidence-seconds", type=int, metavar="N", default=10,
+                        help="window around the checkpoint for price-change evidence (default 10)")
+    follow.add_argument("--manifest-10bc", type=Path, metavar="PATH", default=None,
+                        help="10BC manifest, for its gate (optional; read when given or present at "
+                             f"{batch.DEFAULT_10BC_MANIFEST})")
+    follow.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=None,
+                        help=f"orchestrator review, for its gate (optional; read when given or present at "
+                             f"{batch.DEFAULT_ORCHESTRATOR_REVIEW})")
+    follow.set_defaults(handler=_follow)
+
     demo = commands.add_parser(
         "demo", help="generate a small realistic capture and run the whole pipeline on it",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -179,6 +224,24 @@ def _run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     outcome = batch.run(config)
     return _print_outcome(outcome, _run_lines(config, outcome))
+
+
+def _follow(args: argparse.Namespace) -> int:
+    from .follow import STATUS_NAME, FollowConfig, follow
+
+    config = FollowConfig(
+        ws=args.ws, rest=args.rest, manifest_10b=args.manifest_10b, out=args.out, state=args.state, poll=args.poll,
+        rotate_wait=args.rotate_wait, rest_wait=args.rest_wait, flush_interval=args.flush_interval,
+        exit_when_idle=args.exit_when_idle, top_n=args.top_n, context_limit=args.context_limit,
+        price_evidence_seconds=args.price_evidence_seconds,
+        manifest_10bc=_optional(args.manifest_10bc, batch.DEFAULT_10BC_MANIFEST),
+        orchestrator_review=_optional(args.orchestrator_review, batch.DEFAULT_ORCHESTRATOR_REVIEW))
+    result = follow(config)
+    if result.outcome is None:
+        return EXIT_INPUT
+    _print_outcome(result.outcome, [*_run_lines(result.config, result.outcome),
+                                    f"FOLLOW_STATUS={args.out / STATUS_NAME}"])
+    return EXIT_PASS
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,164 @@
+"""The state directory of ``streamer follow``: one atomically replaced state file, append-only spools.
+
+Layout (``--state DIR``)::
+
+    lock            held (flock) while a follower runs: two followers never share a state
+    state.pkl       the commit point: the engines, the cursors and the committed length of every
+                    append-only file below; replaced atomically after the outputs are written
+    work/           the analysis spools (divergence rows, references, report lines, misses, runs)
+    rows.spool.gz   every comparison row so far, one gzip member per flush (for the final file)
+
+A crash (``kill -9``) can leave bytes past the committed lengths, a half-written segment, a
+temporary file: :meth:`StateDir.load` is followed by cutting every spool back to its committed
+length, and the segments the state does not list are removed, so nothing is written twice.
+
+The state file is a pickle (the engines hold Decimals, SortedDicts, SortedKeyLists, tuples and
+dicts): it is trusted, as the process's own memory is; never point ``--state`` at a directory
+someone else can write.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import UsageError
+from .writer import AtomicFile, fsync_directory
+
+STATE_FILE = "state.pkl"
+WORK_DIR = "work"
+ROWS_SPOOL = "rows.spool.gz"
+LOCK_FILE = "lock"
+FINAL_WORK = "final-work"
+#: Version of the state file's layout; a state of another version is refused.
+STATE_FORMAT = 1
+
+
+class StateDir:
+    """The state directory of one follower (see the module docstring).
+
+    :param path: the directory (created when missing).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock: IO[bytes] | None = None
+
+    @property
+    def work(self) -> Path:
+        return self.path / WORK_DIR
+
+    @property
+    def rows_spool(self) -> Path:
+        return self.path / ROWS_SPOOL
+
+    @property
+    def final_work(self) -> Path:
+        return self.path / FINAL_WORK
+
+    def lock(self) -> None:
+        """Take the directory's lock for this process.
+
+        :raises UsageError: when another process holds it.
+        """
+        handle = open(self.path / LOCK_FILE, "a+b")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise UsageError(f"another streamer follow is using the state directory {self.path}") from None
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is none (a fresh start).
+
+        :raises UsageError: when the state file is unreadable or of another format.
+        """
+        path = self.path / STATE_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise UsageError(f"cannot read the follow state {path}: {exc.strerror or exc}") from None
+        try:
+            state = pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a state"
+            raise UsageError(f"{path} is not a streamer follow state ({exc})") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise UsageError(f"{path} is a state of another streamer version; use a new --state directory")
+        return state
+
+    def save(self, data: bytes) -> None:
+        """Replace the state file atomically (the commit point of a flush). Cost: O(len(data))."""
+        with AtomicFile(self.path / STATE_FILE) as out:
+            out.handle.write(data)
+
+    def fresh(self) -> None:
+        """Start over: drop the spools and anything a previous, uncommitted start left."""
+        for name in (WORK_DIR, FINAL_WORK):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        try:
+            self.rows_spool.unlink()
+        except FileNotFoundError:
+            pass
+        self.work.mkdir()
+
+    def cut_rows_spool(self, length: int) -> None:
+        """Cut the comparison rows spool back to its committed length (creating it when missing).
+
+        :raises UsageError: when it is shorter than that (it does not belong to this state).
+        """
+        path = self.rows_spool
+        if not path.exists():
+            path.touch()
+        size = path.stat().st_size
+        if size < length:
+            raise UsageError(f"{path} is shorter than the state says ({size} < {length} bytes)")
+        os.truncate(path, length)
+
+    def remove_unlisted_runs(self, keep: list[Path]) -> None:
+        """Remove the reorder buffer's run files that the state does not name."""
+        wanted = {path.name for path in keep}
+        for path in self.work.glob("run-*.bin"):
+            if path.name not in wanted:
+                path.unlink()
+        shutil.rmtree(self.final_work, ignore_errors=True)
+
+
+def append_durably(path: Path, data: bytes) -> int:
+    """Append ``data`` to ``path``, fsync it; returns the new length."""
+    with open(path, "ab") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+        return handle.tell()
+
+
+def fsync_paths(paths: list[Path]) -> None:
+    """fsync each existing file of ``paths`` (data written by other handles included)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def replace_directory(temp: Path, final: Path) -> None:
+    """Rename a complete directory into place and make the rename durable."""
+    os.replace(temp, final)
+    fsync_directory(final.parent)
