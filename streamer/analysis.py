@@ -18,7 +18,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 from . import report
 from .classify import Aggregates, Query, RowShapeError, classify, make_query
-from .decoders import dumps, exact_dumps, loads
+from .decoders import dumps, exact_dumps, exact_output, loads
 from .index import Entry, entry_key
 from .join import ContextJoin, Evidence, answer_exactly
 from .payloads import compact_event, parse_time_us, part_event_type
@@ -104,7 +104,6 @@ class DivergenceAnalysis:
             self.problems.append((file_index, line, str(exc)))
             self.spool.put(ordinal, ())
             return None
-        query.exotic = raw is not None and (b"NaN" in raw or b"Infinity" in raw)
         return query
 
     def defer(self, query: Query) -> None:
@@ -204,9 +203,9 @@ class DivergenceAnalysis:
             reference["raw_websocket_context_files"] = [self.ws_names[entry[1][0]] for entry in before + after]
         if self.multi_comparison:
             divergence["comparison_file"] = reference["comparison_file"] = self.comparison_names[query.file_index]
-        line = report.row_line(divergence) + "\n"
-        dump = exact_dumps if query.exotic else dumps
-        self.spool.put(query.seq, (dump(divergence), dump(reference), line.encode("utf-8")))
+        line = report.row_line(divergence) + "\n"  # (a lone surrogate is written escaped)
+        dump = exact_dumps if exact_output() else dumps
+        self.spool.put(query.seq, (dump(divergence), dump(reference), line.encode("utf-8", "backslashreplace")))
 
     def _write_record(self, fields: tuple[bytes, ...]) -> None:
         separator = b"\n    " if self._first_output else b",\n    "
@@ -219,8 +218,8 @@ class DivergenceAnalysis:
         if self._misses is None:
             self._misses = open(self.work_dir / "misses.jsonl", "wb")
         self.miss_count += 1
-        record = [query.seq, query.file_index, query.comparison_line, query.row, query.exotic]
-        self._misses.write((exact_dumps if query.exotic else dumps)(record) + b"\n")
+        record = [query.seq, query.file_index, query.comparison_line, query.row]
+        self._misses.write((exact_dumps if exact_output() else dumps)(record) + b"\n")
 
     # -- second pass ----------------------------------------------------------------------------
 
@@ -229,10 +228,8 @@ class DivergenceAnalysis:
         self._misses.close()
         with open(self.work_dir / "misses.jsonl", "rb") as handle:
             for line in handle:
-                seq, file_index, comparison_line, row, exotic = loads(line)
-                query = make_query(seq, file_index, comparison_line, row, parse_time_us)
-                query.exotic = exotic
-                yield query
+                seq, file_index, comparison_line, row = loads(line)
+                yield make_query(seq, file_index, comparison_line, row, parse_time_us)
 
     def answer_misses(self, ws_rows: Callable[[], Iterable[Any]]) -> int:
         """Answer every miss exactly, :data:`EXACT_BATCH` at a time, one websocket pass each.
@@ -307,16 +304,16 @@ class DivergenceAnalysis:
             handle.write(tail + b'],\n  "raw_and_rest_row_references": [')
             with open(self.work_dir / "references.part", "rb") as part:
                 shutil.copyfileobj(part, handle, 1 << 20)
-            handle.write(tail + b"],\n" + json_body(fields).encode("utf-8") + b"\n}\n")
+            handle.write(tail + b"],\n" + json_body(fields).encode("ascii") + b"\n}\n")
         aggregates = self.aggregates
         finding = report.finding(aggregates.divergence_results, aggregates.affect_counts.get("size_only", 0),
                                  self.quote_or_membership_rows, dict(aggregates.affect_counts),
                                  self.rows_without_context)
         with AtomicFile(report_path) as out:
-            out.handle.write(report.head(fields, finding).encode("utf-8"))
+            out.handle.write(report.head(fields, finding).encode("utf-8", "backslashreplace"))
             with open(self.work_dir / "report_rows.part", "rb") as part:
                 shutil.copyfileobj(part, out.handle, 1 << 20)
-            out.handle.write(report.tail(fields).encode("utf-8"))
+            out.handle.write(report.tail(fields).encode("utf-8", "backslashreplace"))
 
     # -- snapshots (follow) -------------------------------------------------------------------
 

@@ -493,7 +493,7 @@ def _manifest_10c(config: ReconstructConfig, m10b: Any, ws_inputs: list[InputSta
         "anomalies": reconstructor.anomalies.as_json(),
         "input_problems": problems.as_json(),
     }
-    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("ascii")
 
 
 def _reconstruction_inputs(config: ReconstructConfig) -> tuple[Any, list[InputStats], list[InputStats]]:

@@ -33,7 +33,7 @@ class Query:
     """
 
     __slots__ = ("seq", "file_index", "comparison_line", "row", "token", "lookup", "last_line", "t_us",
-                 "prices", "bid_diff", "ask_diff", "exotic")
+                 "prices", "bid_diff", "ask_diff")
 
     def __init__(self, seq: int, file_index: int, comparison_line: int, row: dict[str, Any],
                  token: str, last_line: Any, t_us: int | None, prices: frozenset[Any],
@@ -47,8 +47,6 @@ class Query:
         #: token id has the events of ``str(token_id)`` only when another row names that token
         #: (the reference indexes the truthy ids of all rows), so the join answers it last
         self.lookup: str | None = token if row.get("token_id") else None
-        #: the row holds NaN or Infinity (read by the standard parser): serialize it with ``json``
-        self.exotic = False
         self.last_line = last_line
         self.t_us = t_us
         self.prices = prices

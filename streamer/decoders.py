@@ -18,6 +18,17 @@ JSON_BACKENDS = ("orjson", "json")
 GZIP_BACKENDS = ("isal", "zlib")
 
 
+#: Lines the standard parser read after orjson refused them (NaN, Infinity, numbers beyond
+#: float range). Once any was read, outputs are serialized with ``json`` (:func:`exact_output`),
+#: which writes those values back as the reference does; orjson would write them as null.
+_fallbacks = [0]
+
+
+def exact_output() -> bool:
+    """Whether values only the standard library writes faithfully may be in the data."""
+    return _fallbacks[0] > 0
+
+
 def _stdlib_loads(line: bytes) -> Any:
     """Parse one line as the reference does: strict UTF-8, then :func:`json.loads`."""
     return json.loads(line.decode("utf-8"))
@@ -33,7 +44,9 @@ def _make_orjson_loads() -> Callable[[bytes], Any]:
         try:
             return fast(line)
         except error:
-            return _stdlib_loads(line)
+            value = _stdlib_loads(line)
+            _fallbacks[0] += 1
+            return value
 
     return loads
 
@@ -46,14 +59,15 @@ def _make_orjson_dumps() -> Callable[[Any], bytes]:
     def dumps(value: Any) -> bytes:
         try:
             return fast(value)
-        except TypeError:  # integers beyond 64 bits, parsed by the stdlib fallback
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except TypeError:  # integers beyond 64 bits, lone surrogates: what only json writes
+            return _stdlib_dumps(value)
 
     return dumps
 
 
 def _stdlib_dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # ASCII escapes: a lone surrogate (valid JSON, "\\ud800") cannot be encoded as UTF-8
+    return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 #: Serialize as the reference does, NaN and Infinity included (orjson would write null).

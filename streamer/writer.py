@@ -200,7 +200,7 @@ class OrderedSpool:
 
 def json_body(value: dict[str, Any]) -> str:
     """The members of a JSON object as ``indent=2`` text without the outer braces."""
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    text = json.dumps(value, indent=2, sort_keys=True)  # ASCII: lone surrogates stay escaped
     return text[1:-1].strip("\n")
 
 
