@@ -267,7 +267,7 @@ class Book:
         Cost: O(1).
         """
         bids = self.bids
-        return bids.peekitem(-1)[0] if bids else None
+        return bids._list[-1] if bids else None  # the SortedDict's sorted keys: O(1) at either end
 
     def best_ask(self) -> Decimal | None:
         """Return the lowest ask price, or None when there are no asks.
@@ -275,7 +275,7 @@ class Book:
         Cost: O(1).
         """
         asks = self.asks
-        return asks.peekitem(0)[0] if asks else None
+        return asks._list[0] if asks else None
 
     def top(self, is_bid: bool, n: int) -> list[tuple[Decimal, Decimal]]:
         """Return the ``n`` best levels of one side as ``(price, size)`` pairs.
@@ -311,7 +311,7 @@ class Book:
         """
         bids = self.bids
         asks = self.asks
-        return bool(bids) and bool(asks) and bids.peekitem(-1)[0] >= asks.peekitem(0)[0]
+        return bool(bids) and bool(asks) and bids._list[-1] >= asks._list[0]
 
     def __repr__(self) -> str:
         """Return the book's levels, for debugging and :meth:`_check` failures.

@@ -253,7 +253,7 @@ class Reconstructor:
             state.file_index = file_index
             state.received = received
             book = state.book
-            if book is not None and book.bids and book.asks and book.bids.peekitem(-1)[0] >= book.asks.peekitem(0)[0]:
+            if book is not None and book.is_crossed():
                 self.anomalies.add("crossed_book", f"{self._where(file_index, line)} {token}")
 
     def _check_duplicate(self, payload: Any, raw: bytes | None, received_us: int, file_index: int,
