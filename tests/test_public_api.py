@@ -1,0 +1,50 @@
+"""The package root's ``__all__`` and the command line's documentation stay honest."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import streamer
+from streamer import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_all_is_a_sorted_tuple_of_defined_names() -> None:
+    assert isinstance(streamer.__all__, tuple)
+    assert list(streamer.__all__) == sorted(streamer.__all__)
+    for name in streamer.__all__:
+        assert hasattr(streamer, name), name
+
+
+def test_every_public_callable_of_the_root_is_in_all() -> None:
+    public = {name for name, value in vars(streamer).items()
+              if not name.startswith("_") and callable(value) and getattr(value, "__module__", "").startswith("streamer")}
+    assert public <= set(streamer.__all__)
+
+
+def _commands() -> list[str]:
+    parser = cli._build_parser()
+    actions = [action for action in parser._actions if action.__class__.__name__ == "_SubParsersAction"]
+    return sorted(actions[0].choices)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_has_help_with_an_example_and_is_in_the_readme(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "Example" in text
+    assert re.search(rf"streamer {command}\b", text)
+    assert f"`streamer {command}`" in (ROOT / "README.md").read_text()
+
+
+def test_python_dash_m_is_the_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "streamer", "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == f"streamer {streamer.__version__}"
