@@ -88,6 +88,8 @@ LATE_LOCATIONS = 20
 
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _TOKEN = re.compile("\ue000([wrm])([0-9]+)\ue001".encode())
+#: The same in ASCII-only JSON (``json.dumps`` with ``ensure_ascii``, as the manifests are written).
+_ESCAPED = re.compile(rb"\\ue000([wrm])([0-9]+)\\ue001")
 _STRIP_FILE = re.compile(',"raw_websocket_file":"\ue000m[0-9]+\ue001"'.encode())
 _STRIP_FILES = re.compile(',"raw_websocket_context_files":\\[(?:"\ue000m[0-9]+\ue001",?)*\\]'.encode())
 
@@ -120,6 +122,8 @@ class Names:
         self.single_ws = single_ws
         self._json = {kind: [json.dumps(name, ensure_ascii=False)[1:-1].encode() for name in names]
                       for kind, names in self.names.items()}
+        self._ascii = {kind: [json.dumps(name)[1:-1].encode() for name in names]
+                       for kind, names in self.names.items()}
 
     def name(self, token: str) -> str:
         match = _TOKEN.fullmatch(token.encode())
@@ -128,13 +132,16 @@ class Names:
         return self.names[match.group(1).decode()][int(match.group(2))]
 
     def json(self, data: bytes) -> bytes:
-        """Resolve the placeholders of JSON text. Cost: O(len(data))."""
-        if _OPEN.encode() not in data:
-            return data
-        if self.single_ws:
-            data = _STRIP_FILES.sub(b"", _STRIP_FILE.sub(b"", data))
-        table = self._json
-        return _TOKEN.sub(lambda m: table[m.group(1).decode()][int(m.group(2))], data)
+        """Resolve the placeholders of JSON text (UTF-8 or ASCII-escaped). Cost: O(len(data))."""
+        if _OPEN.encode() in data:
+            if self.single_ws:
+                data = _STRIP_FILES.sub(b"", _STRIP_FILE.sub(b"", data))
+            table = self._json
+            data = _TOKEN.sub(lambda m: table[m.group(1).decode()][int(m.group(2))], data)
+        if b"\\ue000" in data:
+            ascii_table = self._ascii
+            data = _ESCAPED.sub(lambda m: ascii_table[m.group(1).decode()][int(m.group(2))], data)
+        return data
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -777,9 +784,12 @@ class Follower:
         self._runs_synced: set[str] = {path.name for path in engine.spool.runs}
 
     def close(self) -> None:
-        """Close the files being read and release the state directory."""
+        """Close the files being read and the spools (kept on disk); release the state directory."""
         for tail in self.tails.values():
             tail.close()
+        analysis = self.pipeline.session.analysis
+        if analysis is not None:
+            analysis.engine.close()
         self.state.unlock()
 
     # -- snapshots ------------------------------------------------------------------------------
