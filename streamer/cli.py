@@ -263,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamerError as exc:
         print(f"streamer {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # an output that cannot be written (inputs raise InputError first)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"streamer {args.command}: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print(f"streamer {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -48,3 +48,13 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(command: st
 def test_python_dash_m_is_the_command() -> None:
     done = subprocess.run([sys.executable, "-m", "streamer", "--version"], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == f"streamer {streamer.__version__}"
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = cli.main(["demo", "--out", str(blocker / "demo"), "--ws-lines", "300"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.count("\n") == 1 and captured.err.startswith("streamer demo: error: cannot write")
+    assert "Traceback" not in captured.err
