@@ -91,6 +91,15 @@ def write_analysis_inputs(workdir: Path, manifest_10b: str, rows: list[dict[str,
     }
 
 
+#: What a NaN in a manifest loads as, so that equal manifests compare equal (NaN != NaN).
+NAN = "\x00NaN"
+
+
+def load_manifest(path: Path) -> Any:
+    """A manifest as JSON, NaN read as :data:`NAN` (Infinity stays a float: it equals itself)."""
+    return json.loads(path.read_text(), parse_constant=lambda name: NAN if name == "NaN" else float(name))
+
+
 def run_both(workdir: Path, flags: dict[str, str], extra: list[str] | None = None) -> dict[str, Any]:
     """Run the reference and streamer with the same flags; return both outcomes."""
     outcome: dict[str, Any] = {}
@@ -106,7 +115,7 @@ def run_both(workdir: Path, flags: dict[str, str], extra: list[str] | None = Non
             "returncode": done.returncode,
             "stdout": done.stdout.replace(f"out-{name}/", "out/"),
             "stderr": done.stderr,
-            "manifest": json.loads((workdir / manifest).read_text()) if (workdir / manifest).exists() else None,
+            "manifest": load_manifest(workdir / manifest) if (workdir / manifest).exists() else None,
             "report": (workdir / report).read_text() if (workdir / report).exists() else None,
         }
     return outcome

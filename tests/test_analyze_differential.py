@@ -186,7 +186,7 @@ def _put_time(obj: dict[str, Any], key: str, us: int, style: str) -> None:
 def _times(draw: st.DrawFn, count: int) -> list[int]:
     """Receive times: in order, jittered (steps back a little), or wild (steps back minutes)."""
     order = draw(st.sampled_from(["monotone", "monotone", "jitter", "wild", "wild"]))
-    low, high = {"monotone": (0, 3_000_000), "jitter": (-2_000_000, 3_000_000),
+    low, high = {"monotone": (0, 1_500_000), "jitter": (-1_000_000, 1_500_000),
                  "wild": (-60_000_000, 60_000_000)}[order]
     step = st.one_of(st.integers(low, high), st.sampled_from([0, 1, 500_000, 1_000_000]))
     now, out = 0, []
@@ -241,7 +241,7 @@ def _item(draw: st.DrawFn, prices: _Prices) -> dict[str, Any]:
     item: dict[str, Any]
     if kind in ("book", "untyped_book"):
         item = {"market": "0xm", "bids": draw(_levels(prices)), "asks": draw(_levels(prices)),
-                "timestamp": stamp, "hash": draw(st.sampled_from(["h1", "h2", None]))}
+                "timestamp": stamp, "hash": draw(st.sampled_from(["h1", "h2", None, "\udfff", math.nan]))}
         if kind == "book":
             item["event_type"] = "book"
             _asset(draw, item)
@@ -258,7 +258,7 @@ def _item(draw: st.DrawFn, prices: _Prices) -> dict[str, Any]:
                 "price": prices.feed(draw),
                 "size": draw(st.sampled_from(["0", "1", "2.5", "100", "10.00", 3])),
                 "side": draw(st.sampled_from(["BUY", "SELL", "BUY", "SELL", "buy"])),
-                "hash": draw(st.sampled_from(["ha", "hb"])),
+                "hash": draw(st.sampled_from(["ha", "hb", "h\ud800", "h\u00e9\U0001f600", -math.inf])),
                 "best_bid": draw(st.sampled_from(["0.4", "0.45", None])),
                 "best_ask": draw(st.sampled_from(["0.5", "0.55"])),
             }
@@ -320,10 +320,11 @@ def _payload(draw: st.DrawFn, prices: _Prices) -> Any:
 @st.composite
 def _ws_row(draw: st.DrawFn, prices: _Prices, us: int, sequence: int) -> str:
     row: dict[str, Any] = {}
-    _put_time(row, "received_at_utc", us, draw(st.sampled_from(TIME_STYLES)))
-    seq = draw(st.sampled_from(["int", "int", "int", "missing", "null", "huge"]))
+    _put_time(row, "received_at_utc", us, draw(st.sampled_from(("micro",) * 10 + TIME_STYLES)))
+    seq = draw(st.sampled_from(["int", "int", "int", "missing", "null", "huge", "nan", "inf"]))
     if seq != "missing":
-        row["global_message_sequence"] = {"int": sequence, "null": None, "huge": 2**60 + sequence}[seq]
+        row["global_message_sequence"] = {"int": sequence, "null": None, "huge": 2**60 + sequence,
+                                          "nan": math.nan, "inf": math.inf}[seq]
     if draw(st.integers(0, 9)) == 0:
         row["json"] = None
         row["text"] = draw(st.sampled_from(["PONG", "INVALID OPERATION"]))
@@ -334,7 +335,7 @@ def _ws_row(draw: st.DrawFn, prices: _Prices, us: int, sequence: int) -> str:
 
 def _comparison_time(draw: st.DrawFn, times: list[int], evidence_seconds: int) -> int:
     """A checkpoint time: at, just inside or just outside some event's evidence window, or anywhere."""
-    if not times or draw(st.integers(0, 3)) == 0:
+    if not times or draw(st.integers(0, 5)) == 0:
         return draw(st.integers(-20_000_000, 200_000_000))
     window = evidence_seconds * 1_000_000
     offset = draw(st.sampled_from([0, window, -window, window + 1, -window - 1, window - 1, 1 - window]))
@@ -360,11 +361,16 @@ def _diff(draw: st.DrawFn, prices: _Prices) -> Any:
 
 
 @st.composite
-def _size_only_diffs(draw: st.DrawFn, prices: _Prices) -> tuple[Any, Any]:
-    """Bid and ask diffs with size deltas only (the rows the evidence decides about)."""
+def _size_only_diffs(draw: st.DrawFn, prices: _Prices, hint: str | None) -> tuple[Any, Any]:
+    """Bid and ask diffs with size deltas only (the rows the evidence decides about).
+
+    ``hint``: a price the row's token changed near its checkpoint, used when it is a diff price.
+    """
     price = st.sampled_from(prices.diff_prices)
     delta = st.builds(lambda p: {"price": p, "rest_size": "10", "local_size": "12"}, price)
     deltas = draw(st.lists(delta, min_size=1, max_size=3))
+    if hint in prices.diff_prices and draw(st.booleans()):
+        deltas[0] = {"price": hint, "rest_size": "10", "local_size": "12"}
     split = draw(st.integers(0, len(deltas)))
     bid: dict[str, Any] = {"missing_prices": [], "extra_prices": [], "size_deltas": deltas[:split]}
     ask: dict[str, Any] = {"missing_prices": [], "extra_prices": [], "size_deltas": deltas[split:]}
@@ -374,8 +380,9 @@ def _size_only_diffs(draw: st.DrawFn, prices: _Prices) -> tuple[Any, Any]:
 
 
 @st.composite
-def _comparison_row(draw: st.DrawFn, prices: _Prices, times: list[int], lines: int,
-                    event_lines: list[int], evidence_seconds: int) -> dict[str, Any]:
+def _comparison_row(draw: st.DrawFn, prices: _Prices, times: list[int], lines: int, event_lines: list[int],
+                    evidence_seconds: int, changes: dict[str, list[tuple[int, str]]]) -> dict[str, Any]:
+    """A comparison row; half of those whose token has price changes take their time and a price from one."""
     row: dict[str, Any] = {}
     size_only = draw(st.integers(0, 2)) > 0
     status = "divergent" if size_only else draw(st.sampled_from(
@@ -385,6 +392,9 @@ def _comparison_row(draw: st.DrawFn, prices: _Prices, times: list[int], lines: i
     token = draw(st.sampled_from(["101", "101", "202", "202", "303", "None", UNSEEN, 101, "", None, 0, "missing"]))
     if token != "missing":
         row["token_id"] = token
+    anchor: tuple[int, str] | None = None
+    if changes.get(str(token)) and draw(st.booleans()):
+        anchor = draw(st.sampled_from(changes[str(token)]))
     market = draw(st.sampled_from(["object", "object", "null", "missing", "empty", "list"]))
     if market == "object":
         row["market"] = {"market_slug": "slug-a", "condition_id": "0xm", "outcome": draw(st.sampled_from(["Yes", None]))}
@@ -395,13 +405,14 @@ def _comparison_row(draw: st.DrawFn, prices: _Prices, times: list[int], lines: i
         st.none(), st.just("missing"),
         st.integers(-3, lines + 3),
         st.floats(-2.0, lines + 2.0, allow_nan=False),
-        st.sampled_from([True, float("inf"), float("-inf")])))  # NaN: see test_non_finite_last_applied_line
+        st.sampled_from([True, float("inf"), float("-inf"), float("nan")])))
     if line != "missing":
         row["last_applied_ws_line"] = line
     style = "micro" if size_only and draw(st.booleans()) else draw(st.sampled_from(TIME_STYLES))
-    _put_time(row, "rest_checkpoint_received_at_utc", _comparison_time(draw, times, evidence_seconds), style)
+    at = _comparison_time(draw, [anchor[0]] if anchor else times, evidence_seconds)
+    _put_time(row, "rest_checkpoint_received_at_utc", at, style)
     if size_only:
-        row["bid_top_n_diff"], row["ask_top_n_diff"] = draw(_size_only_diffs(prices))
+        row["bid_top_n_diff"], row["ask_top_n_diff"] = draw(_size_only_diffs(prices, anchor and anchor[1]))
     else:
         for key in ("bid_top_n_diff", "ask_top_n_diff"):
             diff = draw(_diff(prices))
@@ -425,16 +436,28 @@ def _comparison_row(draw: st.DrawFn, prices: _Prices, times: list[int], lines: i
     return row
 
 
+def _note_changes(changes: dict[str, list[tuple[int, str]]], text: str, us: int) -> None:
+    """Record (receive time, price text) of each price_change entry of a row, by str(asset_id)."""
+    payload = json.loads(text).get("json")
+    for item in payload if isinstance(payload, list) else [payload]:
+        if isinstance(item, dict) and item.get("event_type") == "price_change" and isinstance(
+                item.get("price_changes"), list):
+            for entry in item["price_changes"]:
+                if isinstance(entry, dict) and entry.get("price") is not None:
+                    changes.setdefault(str(entry.get("asset_id")), []).append((us, str(entry["price"])))
+
+
 @st.composite
 def hand_built_cases(draw: st.DrawFn) -> dict[str, Any]:
     prices = _Prices(draw(st.sets(st.sampled_from(PRICES), max_size=2)))
-    evidence_seconds = draw(st.sampled_from(EVIDENCE_SECONDS + EVIDENCE_SECONDS[:1]))
+    evidence_seconds = draw(st.sampled_from([10] * 6 + [1] * 2 + [0] * 2))
     count = draw(st.integers(1, 45))
     times = draw(_times(count))
     ws_lines: list[bytes] = []
     line = 0
     event_lines: list[int] = []
     row_times: list[int] = []
+    changes: dict[str, list[tuple[int, str]]] = {}
     for index, us in enumerate(times):
         kind = draw(st.sampled_from(["row"] * 8 + ["blank", "crlf", "cr_pair"]))
         if kind == "blank":
@@ -442,13 +465,16 @@ def hand_built_cases(draw: st.DrawFn) -> dict[str, Any]:
             line += 1
             continue
         text = draw(_ws_row(prices, us, index + 1))
+        _note_changes(changes, text, us)
         line += 1
         event_lines.append(line)
         row_times.append(us)
         if kind == "crlf":
             text += "\r"
         elif kind == "cr_pair":  # a lone \r ends a line too (universal newlines)
-            text += "\r" + draw(_ws_row(prices, us, index + 1))
+            second = draw(_ws_row(prices, us, index + 1))
+            _note_changes(changes, second, us)
+            text += "\r" + second
             line += 1
             event_lines.append(line)
         ws_lines.append(text.encode())
@@ -458,10 +484,10 @@ def hand_built_cases(draw: st.DrawFn) -> dict[str, Any]:
         b"",
         json.dumps({"checkpoint_sequence": 2, "http_status": 404, "json": {"error": "no book"}}).encode(),
     ][: draw(st.integers(0, 3))]
-    rows = draw(st.lists(_comparison_row(prices, row_times, line, event_lines, evidence_seconds),
+    rows = draw(st.lists(_comparison_row(prices, row_times, line, event_lines, evidence_seconds, changes),
                          min_size=1, max_size=12))
     return {"ws_lines": ws_lines, "rest_lines": rest_lines, "rows": rows,
-            "context_limit": draw(st.sampled_from(CONTEXT_LIMITS + CONTEXT_LIMITS[:1])),
+            "context_limit": draw(st.sampled_from([5] * 6 + [1] * 2 + [0] * 2)),
             "evidence_seconds": evidence_seconds}
 
 
@@ -594,6 +620,17 @@ def test_price_evidence_is_capped_at_twenty(tmp_path: Path) -> None:
         assert len(row["nearby_affected_price_change_evidence"]) == 20
 
 
+@pytest.mark.requires_reference
+def test_many_results_wait_behind_a_pending_row(tmp_path: Path) -> None:
+    """The first row waits for after-context until the end; 4600 finished rows queue behind it (spilled)."""
+    lines = [_ws(0, _book("101"), 1)] + [_ws(us * 1000, _book("202"), us + 1) for us in range(1, 30)]
+    refcompare.write_capture(tmp_path, lines, [])
+    waiting = _divergent("101", 1, 0)
+    quick = dict(_divergent("202", None, 0), rest_checkpoint_received_at_utc=None)
+    outcome = _compare(tmp_path, [waiting] + [quick] * 4600, _flags(5, 10))
+    assert _streaming(outcome)["reordered_results_spilled"] > 0
+
+
 # ---------------------------------------------------------------------------------------------
 # a deliberate departure: evidence prices match as decimals
 
@@ -703,6 +740,30 @@ def test_new_market_assets_ids_iterated_as_the_reference(workdir: Path, run_cli:
     assert divergence["classification"] == "size_only_unexplained"
 
 
+def test_lone_surrogate_in_a_feed_string(workdir: Path, run_cli: Callable[..., Any]) -> None:
+    """Valid JSON ("\\ud800" escaped) the reference writes back escaped (it once crashed streamer)."""
+    line = _ws(0, _book("101"), 1).replace(b'"hash": "b"', b'"hash": "\\ud800"')
+    refcompare.write_capture(workdir, [line], [])
+    divergence = _analyze_in_process(run_cli, [_divergent("101", 1, 0)])["divergence_rows"][0]
+    assert divergence["nearest_websocket_messages_for_token"]["before_or_at"][0]["events"][0]["hash"] == "\ud800"
+
+
+@pytest.mark.parametrize("text, check", [
+    ("NaN", math.isnan), ("Infinity", lambda value: value == math.inf), ("1e400", lambda value: value == math.inf),
+    ("-Infinity", lambda value: value == -math.inf)], ids=["nan", "infinity", "overflow", "minus-infinity"])
+def test_non_finite_numbers_in_feed_rows(workdir: Path, run_cli: Callable[..., Any], text: str,
+                                         check: Callable[[Any], bool]) -> None:
+    """Python's json reads NaN, Infinity and 1e400 as floats; the reference writes them back as json does
+    (streamer once wrote null)."""
+    line = _ws(0, _book("101"), 1).replace(b'"global_message_sequence": 1', b'"global_message_sequence": '
+                                          + text.encode()).replace(b'"hash": "b"', b'"hash": ' + text.encode())
+    refcompare.write_capture(workdir, [line], [])
+    entry = _analyze_in_process(run_cli, [_divergent("101", 1, 0)])["divergence_rows"][0][
+        "nearest_websocket_messages_for_token"]["before_or_at"][0]
+    assert isinstance(entry["global_sequence"], float) and check(entry["global_sequence"])
+    assert isinstance(entry["events"][0]["hash"], float) and check(entry["events"][0]["hash"])
+
+
 # ---------------------------------------------------------------------------------------------
 # known disagreements with the reference (bugs in streamer; strict xfails)
 
@@ -719,32 +780,3 @@ def test_token_id_as_a_big_json_number(workdir: Path, run_cli: Callable[..., Any
     divergence = _analyze_in_process(run_cli, [_divergent(token, 1, 0)])["divergence_rows"][0]
     assert [item["line_number"] for item in divergence["nearest_websocket_messages_for_token"]["before_or_at"]] == [1]
     assert divergence["classification"] == "size_only_unexplained"
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "a lone surrogate escaped in a websocket string (\"\\ud800\", valid JSON) crashes analyze with a traceback: "
-    "orjson refuses to dump it and the fallback json.dumps(ensure_ascii=False).encode('utf-8') raises "
-    "UnicodeEncodeError (decoders.dumps); the reference writes it escaped"))
-def test_lone_surrogate_in_a_feed_string(workdir: Path, run_cli: Callable[..., Any]) -> None:
-    line = _ws(0, _book("101"), 1).replace(b'"hash": "b"', b'"hash": "\\ud800"')
-    refcompare.write_capture(workdir, [line], [])
-    divergence = _analyze_in_process(run_cli, [_divergent("101", 1, 0)])["divergence_rows"][0]
-    assert divergence["nearest_websocket_messages_for_token"]["before_or_at"][0]["events"][0]["hash"] == "\ud800"
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "NaN, Infinity and overflowing numbers (1e400) in a websocket row (which Python's json reads as floats) "
-    "are written as null in context entries (orjson dumps non-finite floats as null); the reference writes "
-    "NaN, Infinity, -Infinity"))
-@pytest.mark.parametrize("text, check", [
-    ("NaN", math.isnan), ("Infinity", lambda value: value == math.inf), ("1e400", lambda value: value == math.inf),
-    ("-Infinity", lambda value: value == -math.inf)], ids=["nan", "infinity", "overflow", "minus-infinity"])
-def test_non_finite_numbers_in_feed_rows(workdir: Path, run_cli: Callable[..., Any], text: str,
-                                         check: Callable[[Any], bool]) -> None:
-    line = _ws(0, _book("101"), 1).replace(b'"global_message_sequence": 1', b'"global_message_sequence": '
-                                          + text.encode()).replace(b'"hash": "b"', b'"hash": ' + text.encode())
-    refcompare.write_capture(workdir, [line], [])
-    entry = _analyze_in_process(run_cli, [_divergent("101", 1, 0)])["divergence_rows"][0][
-        "nearest_websocket_messages_for_token"]["before_or_at"][0]
-    assert isinstance(entry["global_sequence"], float) and check(entry["global_sequence"])
-    assert isinstance(entry["events"][0]["hash"], float) and check(entry["events"][0]["hash"])
