@@ -75,7 +75,7 @@ SEGMENT_INDEX = "index.jsonl"
 #: Items each reader may have in flight to the pipeline (backpressure).
 STREAM_ITEMS = 4
 #: Line bytes the pipeline buffers per stream before it stops taking more.
-BUFFER_BYTES = 4 << 20
+BUFFER_BYTES = 2 << 20
 #: Comparison rows held for a segment before a flush is forced (besides the flush interval).
 SEGMENT_ROWS_BYTES = 32 << 20
 #: Worker threads for file reads and scans.
@@ -332,7 +332,7 @@ class Pipeline:
         """Take one item of the websocket stream (its lines wait in the buffer)."""
         if type(item) is Lines:
             self._ensure_ws(item.file)
-            self._ws_bytes += sum(map(len, item.lines))
+            self._ws_bytes += item.size
             self._ws.append(item)
         elif type(item) is FileEnd:
             self._ensure_ws(item.file)
@@ -342,7 +342,7 @@ class Pipeline:
         """Take one item of the REST stream; a :class:`CaughtUp` moves the REST watermark."""
         if type(item) is Lines:
             self._ensure_rest(item.file)
-            self._rest_bytes += sum(map(len, item.lines))
+            self._rest_bytes += item.size
             self._rest.append(item)
         elif type(item) is FileEnd:
             self._ensure_rest(item.file)
@@ -460,7 +460,7 @@ class Pipeline:
         if self._ws_pos == len(item.lines):
             self._ws.popleft()
             self._ws_pos = 0
-            self._ws_bytes -= sum(map(len, item.lines))
+            self._ws_bytes -= item.size
 
     def _rest_row(self) -> tuple[Any, ...] | None:
         """The next REST row, parsed; non-rows before it are consumed (and recorded)."""
@@ -500,7 +500,7 @@ class Pipeline:
         if self._rest_pos == len(item.lines):
             self._rest.popleft()
             self._rest_pos = 0
-            self._rest_bytes -= sum(map(len, item.lines))
+            self._rest_bytes -= item.size
 
     def _end(self, end: FileEnd, token: str, files: list[FileEnd]) -> None:
         end = copy.copy(end)
@@ -569,8 +569,8 @@ class Snapshot:
 
     segment: int  #: the segment number, or 0 when this flush has no rows to publish
     rows: list[bytes]
-    divergences: list[bytes]  #: the divergence rows published by this flush
-    references: list[bytes]  #: and their raw_and_rest_row_references entries
+    divergence_slice: tuple[int, int]  #: [start, end) of the divergence rows spool: this flush's rows
+    references_slice: tuple[int, int]  #: and of the references spool
     divergence_records: tuple[int, int]  #: divergence rows published before, and now
     comparison_lines: tuple[int, int]  #: comparison rows before this segment, and after
     member: bytes  #: the rows as a gzip member for the rows spool (placeholders kept)
@@ -619,10 +619,12 @@ class Publisher:
         files = {}
         rows = b"".join(names.json(row) + b"\n" for row in snapshot.rows if row)
         files[ROWS_NAME] = _gzip(rows)
-        files["divergence_rows.jsonl.gz"] = _gzip(
-            b"".join(names.json(record) + b"\n" for record in snapshot.divergences))
-        files["raw_and_rest_row_references.jsonl.gz"] = _gzip(
-            b"".join(names.json(record) + b"\n" for record in snapshot.references))
+        for name, spool, span in (("divergence_rows.jsonl.gz", "divergence_rows.part", snapshot.divergence_slice),
+                                  ("raw_and_rest_row_references.jsonl.gz", "references.part",
+                                   snapshot.references_slice)):
+            records = _spool_records(self.state.work / spool, span)
+            files[name] = _gzip(b"".join(names.json(record) + b"\n" for record in records))
+            del records
         summary = dict(snapshot.summary)
         summary["totals"] = snapshot.status["totals"]
         summary["files"] = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -650,6 +652,30 @@ class Publisher:
         os.truncate(self.index, min(index_bytes, self.index.stat().st_size))
 
 
+def _release_memory() -> None:
+    """Give freed heap memory back to the system (glibc's ``malloc_trim``; nothing elsewhere).
+
+    The pipeline parses and drops large REST rows in one thread while readers allocate in
+    others; without a trim, glibc keeps the freed pages of each thread's arena, and RSS creeps up
+    with the run's length although the live data does not.
+    """
+    trim = _MALLOC_TRIM
+    if trim is not None:
+        trim(0)
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim() if sys.platform.startswith("linux") else None
+
+
 def _gzip(data: bytes) -> bytes:
     compressor = gzip_compressobj(1, 8, 31)
     return compressor.compress(data) + compressor.flush()
@@ -669,6 +695,22 @@ def _spool_records(path: Path, span: tuple[int, int]) -> list[bytes]:
         chunk = handle.read(end - start)
     records = (piece[:-1] if piece.endswith(b",") else piece for piece in chunk.split(b"\n    "))
     return [record for record in records if record]
+
+
+def _spool_count(path: Path, span: tuple[int, int]) -> int:
+    """How many records a manifest spool holds between two committed lengths. O(span)."""
+    start, end = span
+    count = 0
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        left = end - start
+        carry = b""
+        while left > 0:
+            chunk = carry + handle.read(min(left, 1 << 20))
+            left -= len(chunk) - len(carry)
+            count += chunk.count(b"\n    ")
+            carry = chunk[-4:]  # (a separator cut by the boundary is whole, and counted, next time)
+    return count
 
 
 def iter_spooled_rows(path: Path) -> Iterator[bytes]:
@@ -803,9 +845,8 @@ class Follower:
         before = self.spool_lengths
         divergence = (before.get("divergence_rows.part", 0), lengths.get("divergence_rows.part", 0))
         references = (before.get("references.part", 0), lengths.get("references.part", 0))
-        divergences = _spool_records(self.state.work / "divergence_rows.part", divergence)
-        references_records = _spool_records(self.state.work / "references.part", references)
-        records = (self.records_published, self.records_published + len(divergences))
+        records = (self.records_published,
+                   self.records_published + _spool_count(self.state.work / "divergence_rows.part", divergence))
         self.spool_lengths = lengths
         self.records_published = records[1]
         comparison_rows = pipeline.rows.rows
@@ -849,7 +890,7 @@ class Follower:
             "flushes": self.flushes,
         }, protocol=pickle.HIGHEST_PROTOCOL)
         status["state_bytes"] = len(state)
-        return Snapshot(segment, rows, divergences, references_records, records,
+        return Snapshot(segment, rows, divergence, references, records,
                         (comparison_rows - len(rows), comparison_rows), member, state, status, summary, index_line,
                         sync)
 
@@ -878,6 +919,7 @@ class Follower:
     def commit(self, snapshot: Snapshot) -> None:
         """Write a snapshot (worker thread)."""
         self.publisher.commit(snapshot)
+        _release_memory()
 
     # -- the tasks ------------------------------------------------------------------------------
 
@@ -1048,26 +1090,25 @@ class Follower:
         return FollowOutcome(outcome, run_config, reason, status_path)
 
     def _final_pipeline(self) -> Pipeline:
-        """A copy of the committed pipeline, on a copy of its spools, with the buffered lines."""
+        """The live pipeline, moved onto a copy of its spools: the committed ones stay as they are.
+
+        After the last flush the live pipeline is the committed state plus the lines read but
+        not processed yet; ending the streams changes it, so it works on copies of the spools
+        (the state on disk, which a restart resumes from, names the originals).
+        """
         live = self.pipeline
         final_work = self.state.final_work
         shutil.rmtree(final_work, ignore_errors=True)
         shutil.copytree(self.state.work, final_work)
-        saved = self.state.load()
-        assert saved is not None
-        final: Pipeline = saved["pipeline"]
-        analysis = final.session.analysis
+        analysis = live.session.analysis
         assert analysis is not None
-        analysis.engine.reopen(final_work)
+        engine = analysis.engine
+        detached = engine.__getstate__()  # (flushes; the spools by length)
+        engine.close()
+        engine.__setstate__(detached)
+        engine.reopen(final_work)
         analysis.work_dir = final_work
-        # The lines read but not processed yet (their cursors were committed before them).
-        for item in live._ws:
-            final.feed_ws(item)
-        final._ws_pos = live._ws_pos
-        for item in live._rest:
-            final.feed_rest(item)
-        final._rest_pos = live._rest_pos
-        return final
+        return live
 
     def _publish_final(self, final: Pipeline, ws_end: FileEnd | None, rest_end: FileEnd | None) -> batch.Outcome:
         if ws_end is not None:
@@ -1150,12 +1191,29 @@ def _input_stats(end: FileEnd, names: Names, kind: str) -> InputStats:
     return stats
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas (as ``MALLOC_ARENA_MAX`` does), before threads start.
+
+    Lines are allocated by reader threads and freed by the pipeline: with an arena per thread,
+    the freed memory stays spread over several heaps. Nothing happens off glibc.
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def follow(config: FollowConfig, *, log: Callable[[str], None] | None = None) -> FollowOutcome:
     """Run ``streamer follow`` until a signal or ``--exit-when-idle``; return what it published.
 
     :raises UsageError: for a bad flag, a state made with other flags, or a state in use.
     :raises InputError: when the 10B manifest is unreadable.
     """
+    _limit_malloc_arenas()
     follower = Follower(config, log=log)
     try:
         return anyio.run(follower.run)

@@ -56,11 +56,14 @@ from .sources import GZIP_MAGIC, GzipMembers, LineSplitter
 #: Bytes of a file's start that identify its content.
 FINGERPRINT_SIZE = 4096
 #: Raw bytes per read call.
-READ_SIZE = 1 << 18
-#: Raw bytes one :meth:`Tailer.read` call reads at most (its output is bounded by this).
+READ_SIZE = 1 << 16
+#: Bytes (raw, or decompressed when more) one :meth:`Tailer.read` call reads: about that much
+#: comes back, plus at most one read's expansion.
 READ_BUDGET = 1 << 20
 #: Lines per :class:`Lines` item at most.
 BATCH_LINES = 1024
+#: Bytes of lines per :class:`Lines` item at most (one longer line makes an item of its own).
+BATCH_BYTES = 1 << 18
 #: Events kept for :attr:`Tailer.events` (older ones are dropped; counters stay complete).
 EVENT_LIMIT = 100
 
@@ -80,6 +83,7 @@ class Lines:
     first: int
     lines: list[bytes]
     seen: float  #: clock time at which these bytes were known to be on disk
+    size: int = 0  #: bytes of the lines
 
 
 @dataclass(slots=True)
@@ -482,11 +486,13 @@ class Tailer:
                 reader.members = GzipMembers()
             if before:
                 data = reader.prefix[:before] + data
-        pieces = reader.members.feed(data) if reader.members is not None else [data]
+        pieces = reader.members.pieces(data) if reader.members is not None else (data,)
         seen = reader.known_at
+        produced = 0
         for piece in pieces:
+            produced += len(piece)
             self._lines(reader, reader.splitter.feed(piece), seen, items)
-        return len(data)
+        return max(len(data), produced)
 
     def _lines(self, reader: _Reader, lines: list[bytes], seen: float, items: list[Item]) -> None:
         if not lines:
@@ -503,17 +509,18 @@ class Tailer:
             reader.skip = 0
         seq = reader.entry.seq
         assert seq is not None
-        if items:
-            last = items[-1]
-            if type(last) is Lines and last.file == seq and last.first + len(last.lines) == first \
-                    and len(last.lines) < BATCH_LINES:
-                room = BATCH_LINES - len(last.lines)
-                last.lines.extend(lines[:room])
-                last.seen = max(last.seen, seen)
-                lines = lines[room:]
-                first += room
-        for start in range(0, len(lines), BATCH_LINES):
-            items.append(Lines(seq, first + start, lines[start:start + BATCH_LINES], seen))
+        last = items[-1] if items else None
+        if not (type(last) is Lines and last.file == seq and last.first + len(last.lines) == first):
+            last = None
+        for line in lines:
+            if last is None or len(last.lines) >= BATCH_LINES or last.size >= BATCH_BYTES:
+                last = Lines(seq, first, [], seen)
+                items.append(last)
+            last.lines.append(line)
+            last.size += len(line)
+            if seen > last.seen:
+                last.seen = seen
+            first += 1
 
     def _finishable(self, reader: _Reader) -> bool:
         if not self.queue:
