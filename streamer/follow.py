@@ -933,20 +933,23 @@ class Follower:
         rest_send, rest_receive = anyio.create_memory_object_stream[Item](STREAM_ITEMS)
         snap_send, snap_receive = anyio.create_memory_object_stream[Snapshot](0)
         async with anyio.create_task_group() as group:
-            await group.start(self._signals)
-            group.start_soon(self._publish, snap_receive)
-            async with anyio.create_task_group() as readers:
-                readers.start_soon(self._discover, self.tails["ws"], limiter)
-                readers.start_soon(self._discover, self.tails["rest"], limiter)
-                readers.start_soon(self._read, self.tails["ws"], ws_send, limiter)
-                readers.start_soon(self._read, self.tails["rest"], rest_send, limiter)
-                try:
-                    await self._process(ws_receive, rest_receive, snap_send)
-                finally:
-                    readers.cancel_scope.cancel()  # the discovery loops
-            self._signal_scope.cancel()
-        # (The publisher has committed the last snapshot: it ends when its stream closes.)
-        return await self._finish()
+            await group.start(self._signals)  # (kept until the end: a second signal is ignored)
+            async with anyio.create_task_group() as work:
+                work.start_soon(self._publish, snap_receive)
+                async with anyio.create_task_group() as readers:
+                    readers.start_soon(self._discover, self.tails["ws"], limiter)
+                    readers.start_soon(self._discover, self.tails["rest"], limiter)
+                    readers.start_soon(self._read, self.tails["ws"], ws_send, limiter)
+                    readers.start_soon(self._read, self.tails["rest"], rest_send, limiter)
+                    try:
+                        await self._process(ws_receive, rest_receive, snap_send)
+                    finally:
+                        readers.cancel_scope.cancel()  # the discovery loops
+            # (The publisher has committed the last snapshot: it ends when its stream closes.)
+            try:
+                return await self._finish()
+            finally:
+                self._signal_scope.cancel()
 
     async def _signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with self._signal_scope:

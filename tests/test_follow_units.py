@@ -1,0 +1,201 @@
+"""``streamer follow`` in-process: file names at exit, REST rows out of time order, the lateness
+window, the state directory's lock, and the published view after a restart."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamer import cli
+from streamer.errors import UsageError
+from streamer.follow import FollowConfig, Names, context_token, follow, rest_token, ws_token
+from streamer.state import StateDir
+from streamer.synth import CaptureShape, generate_capture
+
+from tests.test_follow_e2e import OUTPUTS, TIMEOUT, read_status, wait_for
+
+
+def test_names_resolve_placeholders_in_utf8_and_ascii_json() -> None:
+    names = Names(['cap/ws "a".jsonl', "cap/wé.jsonl"], ["cap/rest.jsonl"])
+    utf8 = json.dumps({"f": ws_token(1), "r": rest_token(0), "at": ws_token(0) + ":7"}, ensure_ascii=False)
+    assert json.loads(names.json(utf8.encode())) == {"f": "cap/wé.jsonl", "r": "cap/rest.jsonl",
+                                                     "at": 'cap/ws "a".jsonl:7'}
+    escaped = json.dumps({"f": ws_token(1), "at": ws_token(0) + ":7"})
+    assert json.loads(names.json(escaped.encode())) == {"f": "cap/wé.jsonl", "at": 'cap/ws "a".jsonl:7'}
+    assert names.name(rest_token(0)) == "cap/rest.jsonl"
+    assert names.name("not a placeholder") == "not a placeholder"
+
+
+def test_single_websocket_file_drops_what_only_several_files_carry() -> None:
+    """With one websocket file, context entries carry no file name (as ``run`` writes them)."""
+    row = json.dumps({"before": [{"line_number": 3, "raw_websocket_file": context_token(0)}],
+                      "raw_websocket_file": ws_token(0),
+                      "raw_websocket_context_files": [context_token(0), context_token(0)]},
+                     ensure_ascii=False, separators=(",", ":")).encode()
+    single = json.loads(Names(["cap/ws.jsonl"], [], single_ws=True).json(row))
+    assert single == {"before": [{"line_number": 3}], "raw_websocket_file": "cap/ws.jsonl"}
+    several = json.loads(Names(["cap/ws.jsonl"], [], single_ws=False).json(row))
+    assert several["raw_websocket_context_files"] == ["cap/ws.jsonl", "cap/ws.jsonl"]
+
+
+# -- in-process follows ---------------------------------------------------------------------------
+
+def _capture(root: Path, seed: int = 7, ws_lines: int = 1500) -> tuple[list[bytes], list[bytes], Path]:
+    made = generate_capture(root / "source", CaptureShape(markets=2, ws_lines=ws_lines, gzip=False,
+                                                            rest_interval_seconds=2.0, drop_rate=0.01), seed)
+    return (made.ws_files[0].read_bytes().splitlines(keepends=True),
+            made.rest_files[0].read_bytes().splitlines(keepends=True), made.manifest_10b)
+
+
+def _manifest(root: Path, source_manifest: Path, ws: list[str], rest: list[str]) -> None:
+    markets = json.loads(source_manifest.read_text())["markets"]
+    files = [{"path": path, "kind": "raw_websocket_messages"} for path in ws]
+    files += [{"path": path, "kind": "rest_books_checkpoints"} for path in rest]
+    (root / "cap" / "manifest_10b.json").write_text(json.dumps({"markets": markets, "output_files": files}))
+
+
+def _config(**overrides: Any) -> FollowConfig:
+    values: dict[str, Any] = dict(ws="cap/ws*.jsonl*", rest="cap/rest*.jsonl*", manifest_10b=Path("cap/manifest_10b.json"),
+                                  out=Path("out"), state=Path("state"), poll=0.05, rotate_wait=0.3, rest_wait=0.3,
+                                  flush_interval=0.2, exit_when_idle=1.0)
+    values.update(overrides)
+    return FollowConfig(**values)
+
+
+def _run(root: Path) -> Path:
+    code = cli.main(["run", "--manifest-10b", "cap/manifest_10b.json", "--output-rows", f"batch/{OUTPUTS[0]}",
+                     "--manifest-10c", f"batch/{OUTPUTS[1]}", "--output-manifest", f"batch/{OUTPUTS[2]}",
+                     "--output-report", f"batch/{OUTPUTS[3]}"])
+    assert code in (0, 1)
+    return root / "batch"
+
+
+def _manifest_core(path: Path) -> dict[str, Any]:
+    manifest = json.loads(path.read_text())
+    for key in ("started_at_utc", "ended_at_utc", "analyzer", "streaming", "follow", "input_artifacts",
+                "updated_source_or_doc_artifacts"):
+        manifest.pop(key, None)
+    return manifest
+
+
+def test_rest_rows_out_of_time_order_equal_run(workdir: Path) -> None:
+    """REST rows out of time order in the file: follow answers them as ``run`` does (a replay)."""
+    ws, rest, source = _capture(workdir)
+    rest[3], rest[4] = rest[4], rest[3]
+    rest[8], rest[10] = rest[10], rest[8]
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    result = follow(_config(), log=lambda message: None)
+    assert result.outcome is not None
+    batch = _run(workdir)
+    out = workdir / "out"
+    assert (out / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
+    assert (out / OUTPUTS[1]).read_bytes().replace(b"out/", b"batch/") == (batch / OUTPUTS[1]).read_bytes()
+    assert json.loads((out / OUTPUTS[1]).read_text())["anomalies"]["late_rest_checkpoint"]["count"] >= 2
+    assert _manifest_core(out / OUTPUTS[2]) == _manifest_core(batch / OUTPUTS[2])
+
+
+def test_rest_row_later_than_rest_wait_is_exact_at_exit_and_counted(workdir: Path) -> None:
+    """The lateness window: a REST row written after websocket rows past its time were released.
+
+    Its comparison rows are computed exactly at exit (equal to ``run``'s), it is counted in
+    ``status.json``, and the 10C manifest lists it as ``late_rest_checkpoint`` (``run`` does not).
+    """
+    ws, rest, source = _capture(workdir, seed=11)
+    (workdir / "cap").mkdir()
+    ws_path, rest_path = workdir / "cap" / "ws-0001.jsonl", workdir / "cap" / "rest-0001.jsonl"
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+
+    def stamp(line: bytes) -> str:
+        return str(json.loads(line)["received_at_utc"])
+
+    held = 3  # REST rows before this one are written on time; this one comes late
+    late_time = stamp(rest[held])
+    next_time = stamp(rest[held + 1])
+    ws_on_time = [line for line in ws if stamp(line) <= late_time]
+    ws_past = [line for line in ws if late_time < stamp(line) < next_time]
+    ws_rest = ws[len(ws_on_time) + len(ws_past):]
+    assert ws_past, "the capture has websocket rows between two checkpoints"
+    ws_path.write_bytes(b"".join(ws_on_time + ws_past))
+    rest_path.write_bytes(b"".join(rest[:held]))
+    out = workdir / "out"
+    errors: list[BaseException] = []
+
+    def recorder() -> None:
+        try:
+            wait_for(lambda: (status := read_status(out)) and status["totals"]["websocket_rows"]
+                     == len(ws_on_time) + len(ws_past), "the websocket rows released by --rest-wait")
+            with open(rest_path, "ab") as handle:
+                handle.write(b"".join(rest[held:]))
+            with open(ws_path, "ab") as handle:
+                handle.write(b"".join(ws_rest))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=recorder)
+    thread.start()
+    result = follow(_config(exit_when_idle=4.0), log=lambda message: None)
+    thread.join(TIMEOUT)
+    assert not errors, errors
+    assert result.outcome is not None
+    status = read_status(out)
+    assert status is not None and status["follow"]["rest_rows_compared_late"] == 1
+    batch = _run(workdir)
+    assert (out / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes(), "late rows are exact at exit"
+    mine = json.loads((out / OUTPUTS[1]).read_text())
+    theirs = json.loads((batch / OUTPUTS[1]).read_text())
+    assert mine["anomalies"].pop("late_rest_checkpoint") == {"count": 1, "first": [f"cap/rest-0001.jsonl:{held + 1}"]}
+    assert mine["anomalies"] == theirs["anomalies"]
+    assert mine["comparison_status_counts"] == theirs["comparison_status_counts"]
+    index = [json.loads(line) for line in (out / "segments" / "index.jsonl").read_text().splitlines()]
+    reserved = [line for entry in index for line in entry["comparison_lines_reserved"]]
+    assert len(reserved) == len(json.loads(rest[held])["json"]), "the late checkpoint's places stay reserved live"
+
+
+def test_a_state_is_used_by_one_follower_at_a_time(workdir: Path) -> None:
+    ws, rest, source = _capture(workdir, ws_lines=200)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    holder = StateDir(workdir / "state")
+    holder.lock()
+    try:
+        with pytest.raises(UsageError, match="another streamer follow is using the state directory"):
+            follow(_config(), log=lambda message: None)
+    finally:
+        holder.unlock()
+    assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+
+
+def test_resume_after_exit_publishes_nothing_twice(workdir: Path) -> None:
+    """Stop, let the recorder write more, start again: new segments only for the new rows."""
+    ws, rest, source = _capture(workdir, seed=3)
+    (workdir / "cap").mkdir()
+    half_ws, half_rest = len(ws) // 2, len(rest) // 2
+    (workdir / "cap" / "ws-0001.jsonl.gz").write_bytes(gzip.compress(b"".join(ws[:half_ws]), mtime=0))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest[:half_rest]))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl.gz", "cap/ws-0002.jsonl"],
+              ["cap/rest-0001.jsonl", "cap/rest-0002.jsonl.gz"])
+    messages: list[str] = []
+    assert follow(_config(exit_when_idle=0.5), log=messages.append).outcome is not None
+    out = workdir / "out"
+    first = read_status(out)
+    assert first is not None
+    (workdir / "cap" / "ws-0002.jsonl").write_bytes(b"".join(ws[half_ws:]))
+    (workdir / "cap" / "rest-0002.jsonl.gz").write_bytes(gzip.compress(b"".join(rest[half_rest:]), mtime=0))
+    assert follow(_config(exit_when_idle=1.0), log=messages.append).outcome is not None
+    assert any(message.startswith("resuming from state") for message in messages)
+    batch = _run(workdir)
+    assert (out / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
+    index = [json.loads(line) for line in (out / "segments" / "index.jsonl").read_text().splitlines()]
+    rows = b"".join(gzip.open(out / entry["path"] / OUTPUTS[0]).read() for entry in index)
+    assert rows == gzip.open(out / OUTPUTS[0]).read()
+    assert [entry["segment"] for entry in index] == list(range(1, len(index) + 1))
