@@ -196,6 +196,23 @@ def test_malformed_rest_lines(workdir: Path, run_cli: RunCli, capture: tuple[lis
     _assert_reference_agrees(workdir / "clean", flags)
 
 
+def test_skipped_locations_are_capped(workdir: Path, run_cli: RunCli,
+                                      capture: tuple[list[bytes], list[bytes]]) -> None:
+    """The count is complete; the manifest and stderr list the first 20 lines of each file and reason."""
+    ws, rest = capture
+    bad_ws, clean_ws = _insert(ws, {number: b"garbage" for number in range(10, 310, 10)})
+    flags = _setup(workdir / "clean", clean_ws, rest)
+    _setup(workdir / "bad", bad_ws, rest, rows=_rows(workdir / "clean"))
+    clean, clean_manifest, _ = _analyze(run_cli, workdir / "clean", flags)
+    run, manifest, _ = _analyze(run_cli, workdir / "bad", flags)
+    first = list(range(10, 210, 10))
+    assert manifest["input_problems"]["skipped"] == [{"file": WS, "reason": "not_json", "count": 30, "lines": first}]
+    assert run.stderr == [f"streamer: skipped 30 line(s) of {WS}: not_json; lines (first 20) "
+                          + ", ".join(str(line) for line in first)]
+    _assert_clean_run(run, manifest, clean, clean_manifest)
+    _assert_equal_manifests(clean_manifest, manifest, {WS})
+
+
 MISTYPED_ROWS = {
     "market": {"market": 5},
     "market_list": {"market": [1]},
@@ -376,15 +393,24 @@ def test_unreadable_manifest(workdir: Path, run_cli: RunCli, capture: tuple[list
     assert manifest is None and report is None
 
 
-@pytest.mark.parametrize("manifest", ["10b_no_ws", "10c_no_comparison"])
-def test_manifest_naming_no_input(workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]],
-                                  manifest: str) -> None:
+@pytest.mark.parametrize("manifest", ["10b_no_ws", "10c_no_comparison", "10b_ws_without_path", "10b_files_not_a_list",
+                                      "10c_path_not_a_string"])
+def test_manifest_naming_no_usable_input(workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]],
+                                         manifest: str) -> None:
     ws, rest = capture
     flags = _setup(workdir / "case", ws, rest)
-    flag = "--manifest-10b" if manifest == "10b_no_ws" else "--manifest-10c"
+    flag = "--manifest-10b" if manifest.startswith("10b") else "--manifest-10c"
     path = workdir / "case" / flags[flag]
     value = json.loads(path.read_text())
-    value["output_files"] = [item for item in value["output_files"] if item["kind"] == "rest_books_checkpoints"]
+    files = value["output_files"]
+    if manifest in ("10b_no_ws", "10c_no_comparison"):
+        value["output_files"] = [item for item in files if item["kind"] == "rest_books_checkpoints"]
+    elif manifest == "10b_ws_without_path":
+        del files[0]["path"]
+    elif manifest == "10b_files_not_a_list":
+        value["output_files"] = {"path": WS, "kind": "raw_websocket_messages"}
+    else:
+        files[0]["path"] = 5
     path.write_text(json.dumps(value))
     run, _, _ = _analyze(run_cli, workdir / "case", flags)
     _assert_input_error(workdir / "case", run, flags[flag])

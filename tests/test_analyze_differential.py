@@ -145,8 +145,23 @@ PRICES = ("0.1", "0.25", "0.4", "0.5", "1")
 PADDED = {"0.1": "0.10", "0.25": "0.250", "0.4": "0.40", "0.5": "0.50", "1": "1.00"}
 ABSENT = ("0.33", "0.66")  # prices no feed line uses
 BLANKS = ("", "   ", "\t", "\x0c", "\u00a0", "\u2003 ")
+#: ISO-8601 spellings beside the recorder's own (27 characters like it, or not), parseable or not.
+ODD_TIMES = {
+    "space": "%Y-%m-%d %H:%M:%S.%fZ",
+    "comma": "%Y-%m-%dT%H:%M:%S,%fZ",
+    "frac7": "%Y-%m-%dT%H:%M:%S.%f7Z",
+    "minus_zero": "%Y-%m-%dT%H:%M:%S.%f-00:00",
+    "compact_offset": "%Y-%m-%dT%H:%M:%S.%f+0000",
+    "space_z": "%Y-%m-%dT%H:%M:%S.%f Z",
+    "basic": "%Y%m%dT%H%M%S.%fZ",
+    "week": "%G-W%V-%uT%H:%M:%S.%fZ",
+    "lower_z": "%Y-%m-%dT%H:%M:%S.%fz",
+    "fullwidth_year": "\uff12\uff10\uff12\uff16-%m-%dT%H:%M:%S.%fZ",
+    "hour_24": "%Y-%m-%dT24:%M:%S.%fZ",
+    "signed_fraction": "%Y-%m-%dT%H:%M:%S.+%fZ",
+}
 TIME_STYLES = ("micro", "micro", "micro", "micro", "milli", "seconds", "offset", "naive", "shifted",
-               "garbage", "bad_date", "empty", "null", "missing", "falsy")
+               "garbage", "bad_date", "empty", "null", "missing", "falsy", "frac5", *ODD_TIMES)
 
 
 def format_time(us: int, style: str) -> Any:
@@ -172,6 +187,10 @@ def format_time(us: int, style: str) -> Any:
         return ""
     if style == "null":
         return None
+    if style in ODD_TIMES:
+        return moment.strftime(ODD_TIMES[style])
+    if style == "frac5":
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-1] + "Z"
     if style == "falsy":  # not a string, but falsy: the reference treats it as absent
         return [0, False, []][us % 3]
     raise ValueError(style)
