@@ -160,13 +160,18 @@ def first_difference(left: Any, right: Any, path: str = "") -> str | None:
     return None
 
 
+def assert_equal_manifests(left: dict[str, Any], right: dict[str, Any]) -> None:
+    """Assert two (comparable) manifests are equal, naming the first difference of the first key that differs."""
+    for key in sorted(set(left) | set(right)):
+        if left.get(key) != right.get(key):
+            raise AssertionError(f"manifest key {key} differs: {first_difference(left.get(key), right.get(key), key)}")
+
+
 def assert_same(outcome: dict[str, Any]) -> None:
     """Assert the reference and streamer agree on stdout, exit code, manifest and report."""
     reference, streamer = outcome["reference"], outcome["streamer"]
     assert reference["returncode"] in (0, 1), reference["stderr"]
     assert streamer["returncode"] == reference["returncode"], streamer["stderr"]
     assert streamer["stdout"] == reference["stdout"]
-    left, right = comparable(reference["manifest"]), comparable(streamer["manifest"])
-    for key in sorted(set(left) | set(right)):
-        assert left.get(key) == right.get(key), f"manifest key {key} differs: {first_difference(left.get(key), right.get(key), key)}"
+    assert_equal_manifests(comparable(reference["manifest"]), comparable(streamer["manifest"]))
     assert report_comparable(streamer["report"]) == report_comparable(reference["report"])

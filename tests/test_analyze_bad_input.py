@@ -117,9 +117,7 @@ def _without_identity(manifest: dict[str, Any], changed: set[str]) -> dict[str, 
 
 
 def _assert_equal_manifests(left: dict[str, Any], right: dict[str, Any], changed: set[str]) -> None:
-    a, b = _without_identity(left, changed), _without_identity(right, changed)
-    for key in sorted(set(a) | set(b)):
-        assert a.get(key) == b.get(key), f"manifest key {key}: {refcompare.first_difference(a.get(key), b.get(key), key)}"
+    refcompare.assert_equal_manifests(_without_identity(left, changed), _without_identity(right, changed))
 
 
 def _assert_reference_agrees(root: Path, flags: dict[str, str]) -> None:
@@ -359,7 +357,8 @@ def _assert_input_error(root: Path, run: CliRun, *names: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["ws", "rest", "comparison"])
-def test_missing_input_file(workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]], kind: str) -> None:
+def test_missing_input_file(workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]],
+                            kind: str) -> None:
     ws, rest = capture
     flags = _setup(workdir / "case", ws, rest)
     missing = {"ws": WS, "rest": REST, "comparison": COMPARISON}[kind]

@@ -416,7 +416,8 @@ def _comparison_row(draw: st.DrawFn, prices: _Prices, times: list[int], lines: i
         anchor = draw(st.sampled_from(changes[str(token)]))
     market = draw(st.sampled_from(["object", "object", "null", "missing", "empty", "list"]))
     if market == "object":
-        row["market"] = {"market_slug": "slug-a", "condition_id": "0xm", "outcome": draw(st.sampled_from(["Yes", None]))}
+        row["market"] = {"market_slug": "slug-a", "condition_id": "0xm",
+                         "outcome": draw(st.sampled_from(["Yes", None]))}
     elif market != "missing":
         row["market"] = {"null": None, "empty": {}, "list": []}[market]
     line = draw(st.one_of(
@@ -724,7 +725,8 @@ def test_falsy_token_id_shares_a_named_token(workdir: Path, run_cli: Callable[..
     rows = [falsy, _divergent(named, 2, 1_000_000)]
     result = _analyze_in_process(run_cli, rows if falsy_first else rows[::-1])["divergence_rows"]
     falsy_result, named_result = result if falsy_first else result[::-1]
-    assert [item["line_number"] for item in named_result["nearest_websocket_messages_for_token"]["before_or_at"]] == [1, 2]
+    before = named_result["nearest_websocket_messages_for_token"]["before_or_at"]
+    assert [item["line_number"] for item in before] == [1, 2]
     assert named_result["nearby_affected_price_change_evidence"]
     for key in ("nearest_websocket_messages_for_token", "nearby_affected_price_change_evidence", "classification"):
         assert falsy_result[key] == named_result[key]
@@ -743,7 +745,8 @@ def test_non_finite_last_applied_line(workdir: Path, run_cli: Callable[..., Any]
                   "--output-manifest", "out/manifest.json", "--output-report", "out/report.md")
     assert run.stderr == []
     divergence = json.loads(Path("out/manifest.json").read_text())["divergence_rows"][0]
-    assert [item["line_number"] for item in divergence["nearest_websocket_messages_for_token"]["before_or_at"]] == before
+    context = divergence["nearest_websocket_messages_for_token"]["before_or_at"]
+    assert [item["line_number"] for item in context] == before
 
 
 @pytest.mark.parametrize("ids", [["7"], "7", {"7": "yes"}], ids=["list", "string", "object"])

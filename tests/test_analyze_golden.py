@@ -50,8 +50,6 @@ def test_golden_case(case: tuple[Path, dict[str, Any]], run_cli: Callable[..., C
     assert run.code == expected["returncode"]
     assert run.stdout == expected["stdout"]
     manifest = json.loads((root / "out/manifest.json").read_text())
-    left, right = refcompare.comparable(expected["manifest"]), refcompare.comparable(manifest)
-    for key in sorted(set(left) | set(right)):
-        assert left.get(key) == right.get(key), f"{key}: {refcompare.first_difference(left.get(key), right.get(key), key)}"
+    refcompare.assert_equal_manifests(refcompare.comparable(expected["manifest"]), refcompare.comparable(manifest))
     report = (root / "out/report.md").read_text()
     assert refcompare.report_comparable(report) == refcompare.report_comparable(expected["report"])
