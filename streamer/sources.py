@@ -23,6 +23,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 READ_SIZE = 1 << 20
 #: Upper bound on the bytes one decompress step may produce (highly compressible input).
 INFLATE_STEP = 1 << 20
+#: Compressed bytes per inflate call: what a corrupt stream can lose before its damage.
+FEED_SLICE = 1 << 12
 
 
 class GzipMembers:
@@ -51,8 +53,16 @@ class GzipMembers:
 
         A reader that hands each piece on before asking for the next holds one piece, however
         far ``data`` expands (a 1 MiB read of a repetitive file can inflate to 40 MiB).
-        Iterate it to the end before feeding more.
+        Iterate it to the end before feeding more. ``data`` is inflated in slices of
+        :data:`FEED_SLICE` bytes, so that corrupt data loses at most the text of one slice before
+        the damage (an inflater that fails keeps none of that call's output).
         """
+        for start in range(0, len(data), FEED_SLICE):
+            if self.error is not None:
+                return
+            yield from self._inflate(data[start:start + FEED_SLICE])
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
         while data and self.error is None:
             if self._inflater is None:
                 self._inflater = gzip_decompressobj(31)
