@@ -89,3 +89,17 @@ def test_bench_analyze_bare_custom_command_and_reference_limit(tmp_path: Path) -
     assert [row["tool"] for row in rows] == ["reference", "custom"]
     assert rows[0]["runs"] == "0" and rows[0]["note"]
     assert rows[1]["runs"] == "1" and rows[1]["exit_code"] in ("0", "1")
+
+
+def test_bench_run_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "run.csv"
+    done = run("bench_run.py", "--lengths", "800,1600", "--markets", "2", "--work-dir", str(tmp_path / "work"),
+               "--csv", str(out))
+    assert "run peak RSS, largest / smallest length" in done.stdout
+    comments, rows = csv_rows(out.read_text())
+    assert {c.split(":")[0] for c in comments} >= {"# python", "# cpu", "# date", "# commit"}
+    assert [(row["lines"], row["tool"]) for row in rows] == [
+        (n, t) for n in ("800", "1600") for t in ("run", "reconstruct", "floor-fast", "floor-stdlib")]
+    for row in rows:
+        assert float(row["wall_s"]) > 0 and float(row["peak_rss_mib"]) > 0
+        assert (row["vs_fast_floor"] != "") == (not row["tool"].startswith("floor"))
