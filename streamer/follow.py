@@ -50,7 +50,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import batch
+from . import batch, decoders
 from .analysis import iso_z
 from .batch import DEFAULT_10C_MANIFEST, DEFAULT_OUTPUT_MANIFEST, DEFAULT_OUTPUT_REPORT, _is_blank
 from .decoders import gzip_compressobj, loads
@@ -88,8 +88,11 @@ LATE_LOCATIONS = 20
 
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _TOKEN = re.compile("\ue000([wrm])([0-9]+)\ue001".encode())
-#: The same in ASCII-only JSON (``json.dumps`` with ``ensure_ascii``, as the manifests are written).
+#: The same in ASCII-only JSON (``json.dumps`` with ``ensure_ascii``: the manifests, and the
+#: records once a line needed the standard parser, see :func:`streamer.decoders.exact_output`).
 _ESCAPED = re.compile(rb"\\ue000([wrm])([0-9]+)\\ue001")
+_STRIP_FILE_ESCAPED = re.compile(rb',"raw_websocket_file":"\\ue000m[0-9]+\\ue001"')
+_STRIP_FILES_ESCAPED = re.compile(rb',"raw_websocket_context_files":\[(?:"\\ue000m[0-9]+\\ue001",?)*\]')
 _STRIP_FILE = re.compile(',"raw_websocket_file":"\ue000m[0-9]+\ue001"'.encode())
 _STRIP_FILES = re.compile(',"raw_websocket_context_files":\\[(?:"\ue000m[0-9]+\ue001",?)*\\]'.encode())
 
@@ -139,6 +142,8 @@ class Names:
             table = self._json
             data = _TOKEN.sub(lambda m: table[m.group(1).decode()][int(m.group(2))], data)
         if b"\\ue000" in data:
+            if self.single_ws:
+                data = _STRIP_FILES_ESCAPED.sub(b"", _STRIP_FILE_ESCAPED.sub(b"", data))
             ascii_table = self._ascii
             data = _ESCAPED.sub(lambda m: ascii_table[m.group(1).decode()][int(m.group(2))], data)
         return data
@@ -767,6 +772,7 @@ class Follower:
         self.stop_reason: str | None = None
         self._stop_reading = False
         self._last_input = clock()
+        self._at_end: set[str] = set()  # the streams whose last item was a CaughtUp
         self._last_flush = clock()
         self.flushed_lines = self.pipeline.lines_consumed
         write_atomic(self.out / STATUS_NAME, _json_bytes(self._status(False, 0)))
@@ -808,6 +814,9 @@ class Follower:
             self.index_bytes = saved["index_bytes"]
             self.rows_spool_bytes = saved["rows_spool_bytes"]
             self.flushes = saved["flushes"]
+            # Outputs are serialized by json once any line needed the standard parser: that
+            # choice, made by lines read before the restart, holds after it too.
+            decoders._fallbacks[0] = max(decoders._fallbacks[0], saved.get("decoder_fallbacks", 0))
             self.state.cut_rows_spool(self.rows_spool_bytes)
             tails_state = saved["tails"]
             self.log(f"resuming from {self.state.path}: websocket at file {self.pipeline.ws_cursor[0]} line "
@@ -887,7 +896,7 @@ class Follower:
         state = pickle.dumps({
             "format": STATE_FORMAT, "config": self.config.identity(), "pipeline": pipeline, "tails": tails,
             "segments": self.segments, "index_bytes": self.index_bytes, "rows_spool_bytes": self.rows_spool_bytes,
-            "flushes": self.flushes,
+            "flushes": self.flushes, "decoder_fallbacks": decoders._fallbacks[0],
         }, protocol=pickle.HIGHEST_PROTOCOL)
         status["state_bytes"] = len(state)
         return Snapshot(segment, rows, divergence, references, records,
@@ -1019,9 +1028,18 @@ class Follower:
                     break
                 feed(item)
                 pulled += 1
-                if type(item) is not CaughtUp:
+                if type(item) is CaughtUp:
+                    self._at_end.add(name)
+                else:
+                    self._at_end.discard(name)
                     self._last_input = self.clock()
         return pulled
+
+    def _idle(self, now: float) -> bool:
+        """``--exit-when-idle``: nothing new for that long, both readers at the end of their newest file."""
+        limit = self.config.exit_when_idle
+        return (limit is not None and now - self._last_input >= limit and not self._stop_reading
+                and self._at_end == {"ws", "rest"} and not self.tails["ws"].queue and not self.tails["rest"].queue)
 
     async def _process(self, ws: MemoryObjectReceiveStream[Item], rest: MemoryObjectReceiveStream[Item],
                        snapshots: MemoryObjectSendStream[Snapshot]) -> None:
@@ -1036,8 +1054,7 @@ class Follower:
                 now = self.clock()
                 if self._stop_reading and not open_streams:
                     break
-                if config.exit_when_idle is not None and now - self._last_input >= config.exit_when_idle \
-                        and not self._stop_reading and not self.tails["ws"].queue and not self.tails["rest"].queue:
+                if self._idle(now):
                     self.log(f"no new input for {config.exit_when_idle:g} s: finishing")
                     self.stop("idle")
                     continue
@@ -1050,7 +1067,7 @@ class Follower:
                     continue
                 wait = config.flush_interval - (now - self._last_flush) if dirty else config.flush_interval
                 if config.exit_when_idle is not None:
-                    wait = min(wait, config.exit_when_idle - (now - self._last_input))
+                    wait = min(wait, max(config.exit_when_idle - (now - self._last_input), config.poll))
                 with anyio.move_on_after(max(wait, 0.001)):
                     await self._wake.wait()
             # The readers are done: what was read is buffered. Commit it.

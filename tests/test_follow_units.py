@@ -31,12 +31,17 @@ def test_names_resolve_placeholders_in_utf8_and_ascii_json() -> None:
     assert names.name("not a placeholder") == "not a placeholder"
 
 
-def test_single_websocket_file_drops_what_only_several_files_carry() -> None:
-    """With one websocket file, context entries carry no file name (as ``run`` writes them)."""
+@pytest.mark.parametrize("ascii_only", [False, True], ids=["orjson-like", "json-escaped"])
+def test_single_websocket_file_drops_what_only_several_files_carry(ascii_only: bool) -> None:
+    """With one websocket file, context entries carry no file name (as ``run`` writes them).
+
+    Records are written by orjson (UTF-8), or by json with ASCII escapes once a line needed the
+    standard parser (``streamer.decoders.exact_output``): both forms are resolved.
+    """
     row = json.dumps({"before": [{"line_number": 3, "raw_websocket_file": context_token(0)}],
                       "raw_websocket_file": ws_token(0),
                       "raw_websocket_context_files": [context_token(0), context_token(0)]},
-                     ensure_ascii=False, separators=(",", ":")).encode()
+                     ensure_ascii=ascii_only, separators=(",", ":")).encode()
     single = json.loads(Names(["cap/ws.jsonl"], [], single_ws=True).json(row))
     assert single == {"before": [{"line_number": 3}], "raw_websocket_file": "cap/ws.jsonl"}
     several = json.loads(Names(["cap/ws.jsonl"], [], single_ws=False).json(row))
