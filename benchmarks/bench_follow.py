@@ -34,6 +34,8 @@ if str(ROOT) not in sys.path:
 from streamer.synth import CaptureShape, generate_capture  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work"
+_hwm_seen = [0]
+_hwm_at_exit = 0
 
 
 def _time_us(line: bytes) -> int:
@@ -150,16 +152,21 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.sample)  # (sampling period)
         try:
             rss, hwm = rss_kib(follow.pid)
+            _hwm_seen[0] = max(_hwm_seen[0], hwm)
             status = json.loads((run_dir / "out" / "status.json").read_text())
         except (OSError, ValueError):
             continue
         consumed = status.get("totals", {}).get("websocket_rows", 0)
+        if status.get("state") != "following":
+            continue  # (the exit: final outputs being written)
         samples.append((time.monotonic() - started, consumed, rss, status.get("state_bytes", 0), hwm))
         if recorder.poll() is not None and finished_at is None:
             finished_at = time.monotonic() - started
     wall = time.monotonic() - started
     recorder.wait()
     follow.communicate()
+    global _hwm_at_exit
+    _hwm_at_exit = _hwm_seen[0]
     state_size = (run_dir / "state" / "state.pkl").stat().st_size
     print(f"# streamer follow: {args.lines} websocket lines, {args.markets} markets, rotation every "
           f"{args.rotate_lines} lines (gzip/plain), recorder at {args.rate:g} lines/s, flush every "
@@ -171,7 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         if sample is not None:
             print(f"{sample[1]:>12,} | {sample[2] / 1024:7.1f} | {sample[3] / 1024:9.1f}")
     peak = max((s[4] for s in samples), default=0)
-    print(f"peak RSS (VmHWM) {peak / 1024:.1f} MiB; final state.pkl {state_size / 1024:.1f} KiB; "
+    sampled = max((s[2] for s in samples), default=0)
+    after_warmup = [s[2] for s in samples if s[1] >= args.lines // 5]
+    if after_warmup:
+        print(f"RSS after the first fifth: min {min(after_warmup) / 1024:.1f}, max {max(after_warmup) / 1024:.1f} MiB "
+              f"over {len(after_warmup)} samples")
+    print(f"while following: peak RSS (VmHWM) {peak / 1024:.1f} MiB, highest sample {sampled / 1024:.1f} MiB; "
+          f"process peak incl. the exit {_hwm_at_exit / 1024:.1f} MiB; final state.pkl {state_size / 1024:.1f} KiB; "
           f"recorder done at {finished_at or 0:.1f} s; follow done at {wall:.1f} s "
           f"({args.lines / wall:,.0f} websocket lines/s overall)")
     print(f"exit code {follow.returncode}")

@@ -615,31 +615,26 @@ class Publisher:
         write_atomic(self.out / STATUS_NAME, _json_bytes(snapshot.status))
 
     def _segment(self, snapshot: Snapshot) -> None:
+        """Write one segment directory (streamed: memory O(1 MiB), whatever the segment's size)."""
         names = self.names()
         number = snapshot.segment
         final = self.segments / f"{number:06d}"
         temp = self.segments / f".{number:06d}.tmp"
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir()
-        files = {}
-        rows = b"".join(names.json(row) + b"\n" for row in snapshot.rows if row)
-        files[ROWS_NAME] = _gzip(rows)
+        files = {ROWS_NAME: _write_gzip_lines(temp / ROWS_NAME, (names.json(row) for row in snapshot.rows if row))}
         for name, spool, span in (("divergence_rows.jsonl.gz", "divergence_rows.part", snapshot.divergence_slice),
                                   ("raw_and_rest_row_references.jsonl.gz", "references.part",
                                    snapshot.references_slice)):
-            records = _spool_records(self.state.work / spool, span)
-            files[name] = _gzip(b"".join(names.json(record) + b"\n" for record in records))
-            del records
+            files[name] = _write_gzip_lines(temp / name, (names.json(record) for record in
+                                                          _iter_spool_records(self.state.work / spool, span)))
         summary = dict(snapshot.summary)
         summary["totals"] = snapshot.status["totals"]
-        summary["files"] = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                            for name, data in files.items()}
-        files["segment.json"] = _json_bytes(summary)
-        for name, data in files.items():
-            with open(temp / name, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+        summary["files"] = files
+        with open(temp / "segment.json", "wb") as handle:
+            handle.write(_json_bytes(summary))
+            handle.flush()
+            os.fsync(handle.fileno())
         shutil.rmtree(final, ignore_errors=True)
         replace_directory(temp, final)
         append_durably(self.index, snapshot.index_line)
@@ -690,16 +685,55 @@ def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _spool_records(path: Path, span: tuple[int, int]) -> list[bytes]:
-    """The records of a manifest spool between two committed lengths (one record a line)."""
+def _write_gzip_lines(path: Path, lines: Iterator[bytes]) -> dict[str, Any]:
+    """Write ``lines`` as gzip JSONL, durably; returns the file's bytes and sha256."""
+    compressor = gzip_compressobj(1, 8, 31)
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "wb") as handle:
+        pending: list[bytes] = []
+        held = 0
+        for line in itertools.chain(lines, [None]):  # type: ignore[list-item]
+            if line is not None:
+                pending.append(line)
+                pending.append(b"\n")
+                held += len(line) + 1
+                if held < 1 << 20:
+                    continue
+            data = compressor.compress(b"".join(pending))
+            if line is None:
+                data += compressor.flush()
+            pending = []
+            held = 0
+            handle.write(data)
+            digest.update(data)
+            size += len(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def _iter_spool_records(path: Path, span: tuple[int, int]) -> Iterator[bytes]:
+    """The records of a manifest spool between two committed lengths, read 1 MiB at a time."""
     start, end = span
-    if end <= start:
-        return []
     with open(path, "rb") as handle:
         handle.seek(start)
-        chunk = handle.read(end - start)
-    records = (piece[:-1] if piece.endswith(b",") else piece for piece in chunk.split(b"\n    "))
-    return [record for record in records if record]
+        left = end - start
+        carry = b""
+        while left > 0:
+            chunk = handle.read(min(left, 1 << 20))
+            if not chunk:
+                raise RuntimeError(f"{path} is shorter than its committed length")
+            left -= len(chunk)
+            pieces = (carry + chunk).split(b"\n    ")
+            carry = pieces.pop()  # (may be a record not complete yet)
+            for piece in pieces:
+                record = piece[:-1] if piece.endswith(b",") else piece
+                if record:
+                    yield record
+        record = carry[:-1] if carry.endswith(b",") else carry
+        if record:
+            yield record
 
 
 def _spool_count(path: Path, span: tuple[int, int]) -> int:
