@@ -866,6 +866,8 @@ class Follower:
         }
         self.publisher = Publisher(self.out, self.state, self.tails)
         self.publisher.restore(self.segments, self.index_bytes)
+        for leftover in self.out.glob(f".{MANIFEST_NAME}.follow-tmp"):  # an exit cut short
+            leftover.unlink()
         self._runs_synced: set[str] = {path.name for path in engine.spool.runs}
 
     def close(self) -> None:
