@@ -29,7 +29,6 @@ made (a rename rotation) is named in the final outputs as it is named on disk at
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import hashlib
 import itertools
 import json
@@ -42,9 +41,9 @@ import signal
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import anyio
 from anyio.abc import TaskStatus
@@ -54,7 +53,7 @@ from . import batch, decoders
 from .analysis import iso_z
 from .batch import DEFAULT_10C_MANIFEST, DEFAULT_OUTPUT_MANIFEST, DEFAULT_OUTPUT_REPORT, _is_blank
 from .decoders import gzip_compressobj, loads
-from .errors import InputError, UsageError
+from .errors import UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import parse_time_us
@@ -858,7 +857,7 @@ class Follower:
                      f"{self.pipeline.rest_cursor[1]}")
         engine = self.pipeline.session.analysis.engine  # type: ignore[union-attr]
         self.spool_lengths = engine.spool_lengths()
-        self.records_published = engine.spool.next_seq
+        self.records_published = saved.get("records_published", 0) if saved is not None else 0
         self.tails = {
             "ws": Tailer(config.ws, rotate_wait=config.rotate_wait, clock=self.clock, state=tails_state.get("ws")),
             "rest": Tailer(config.rest, rotate_wait=config.rotate_wait, clock=self.clock,
@@ -933,6 +932,7 @@ class Follower:
             "format": STATE_FORMAT, "config": self.config.identity(), "pipeline": pipeline, "tails": tails,
             "segments": self.segments, "index_bytes": self.index_bytes, "rows_spool_bytes": self.rows_spool_bytes,
             "flushes": self.flushes, "decoder_fallbacks": decoders._fallbacks[0],
+            "records_published": self.records_published,
         }, protocol=pickle.HIGHEST_PROTOCOL)
         status["state_bytes"] = len(state)
         return Snapshot(segment, rows, divergence, references, records,

@@ -204,3 +204,6 @@ def test_resume_after_exit_publishes_nothing_twice(workdir: Path) -> None:
     rows = b"".join(gzip.open(out / entry["path"] / OUTPUTS[0]).read() for entry in index)
     assert rows == gzip.open(out / OUTPUTS[0]).read()
     assert [entry["segment"] for entry in index] == list(range(1, len(index) + 1))
+    numbers = [entry["divergence_row_numbers"] for entry in index if entry["divergence_row_numbers"]]
+    assert all(a[1] + 1 == b[0] for a, b in zip(numbers, numbers[1:])), "divergence rows numbered on across the restart"
+    assert numbers[0][0] == 1
