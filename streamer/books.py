@@ -104,6 +104,8 @@ def exact_subtract(left: Decimal, right: Decimal) -> Decimal:
 decimal_cache: dict[str, Decimal | None] = {}
 #: text -> Decimal when a valid size (finite, >= 0), else None.
 size_cache: dict[str, Decimal | None] = {}
+#: text -> Decimal for sizes > 0 only: a whole side reads through it in one comprehension.
+positive_cache: dict[str, Decimal] = {}
 #: Entries per cache before it is cleared (prices and sizes repeat a lot: consecutive
 #: snapshots of a book share most levels).
 CACHE_LIMIT = 1 << 14
@@ -137,7 +139,10 @@ def cached_size(value: object) -> Decimal | None:
             number = None
         if len(size_cache) >= CACHE_LIMIT:
             size_cache.clear()
+            positive_cache.clear()
         size_cache[value] = number
+        if number:
+            positive_cache[value] = number
     return number  # type: ignore[return-value]
 
 
@@ -165,6 +170,15 @@ def parse_levels(levels: object) -> tuple[dict[Decimal, Decimal], int]:
         return {}, 0
     if not isinstance(levels, list):
         return {}, 1
+    try:  # the usual side: every level an object with a known price and a known size > 0
+        prices = decimal_cache
+        positive = positive_cache
+        fast = {prices[level["price"]]: positive[level["size"]] for level in levels}
+    except (KeyError, TypeError, IndexError):
+        pass
+    else:
+        if None not in fast:
+            return fast, 0
     prices = decimal_cache
     sizes = size_cache
     out: dict[Decimal, Decimal] = {}
@@ -311,7 +325,8 @@ class Book:
         """
         bids = self.bids
         asks = self.asks
-        return bool(bids) and bool(asks) and bids._list[-1] >= asks._list[0]
+        # the highest bid and lowest ask straight from the SortedLists of keys: O(1), no calls
+        return bool(bids) and bool(asks) and bids._list._maxes[-1] >= asks._list._lists[0][0]
 
     def __repr__(self) -> str:
         """Return the book's levels, for debugging and :meth:`_check` failures.

@@ -262,7 +262,7 @@ class Reconstructor:
 
         The fingerprint is the line from its ``"json"`` key on (the payload's own bytes and what
         follows it) when the receive time and sequence come before it, as recorders write them;
-        otherwise the payload re-serialized.
+        otherwise the payload re-serialized (a row holding only one of them included).
         """
         recent = self._recent
         order = self._recent_order
@@ -272,8 +272,9 @@ class Reconstructor:
             if recent.get(old) == stamp:
                 del recent[old]
         start = raw.find(b'"json"') if raw is not None else -1
-        if (start >= 0 and raw.find(b'"received_at_utc"', start) < 0  # type: ignore[union-attr]
-                and raw.find(b'"global_message_sequence"', start) < 0):  # type: ignore[union-attr]
+        # the recorder's layout: both row fields before the payload (searched in the short prefix)
+        if (start >= 0 and raw.find(b'"received_at_utc"', 0, start) >= 0  # type: ignore[union-attr]
+                and raw.find(b'"global_message_sequence"', 0, start) >= 0):  # type: ignore[union-attr]
             fingerprint = raw[start:]  # type: ignore[index]
         else:  # the row's own fields follow the payload: the line's tail is not the payload's
             try:
