@@ -20,6 +20,8 @@ from .decoders import dumps
 PASSIVE_EVENT_TYPES = frozenset({"last_trade_price", "best_bid_ask", "tick_size_change", "new_market",
                                  "market_resolved"})
 DUPLICATE_WINDOW_US = 2_000_000
+#: SortedDict keeps its keys sorted beside the dict; re-sizing a known level touches only the dict.
+_set_size = dict.__setitem__
 #: Locations listed per anomaly; counts are always complete.
 ANOMALY_LOCATIONS = 20
 
@@ -232,10 +234,12 @@ class Reconstructor:
                 else:
                     self.anomalies.add("stale_price_change", self._where(file_index, line))
             levels = book.bids if side == "BUY" else book.asks
-            if size:
-                levels[price] = size
-            else:
+            if not size:
                 levels.pop(price, None)
+            elif price in levels:  # a new size at a known level: the plain dict write is enough
+                _set_size(levels, price, size)
+            else:
+                levels[price] = size
             touched.append(name)
 
     def _account(self, touched: list[str], file_index: int, line: int, row: dict[str, Any]) -> None:
