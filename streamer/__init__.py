@@ -5,6 +5,8 @@ The command line (``streamer``, ``python -m streamer``) is a thin layer over the
 - :func:`analyze` with :class:`AnalyzeConfig`: the divergence analysis (``streamer analyze``);
 - :func:`reconstruct` with :class:`ReconstructConfig`: books rebuilt, comparison rows written;
 - :func:`run` with :class:`RunConfig`: both in one pass over the websocket input;
+- :func:`streamer.follow.follow` with :class:`streamer.follow.FollowConfig`: the same, live, on
+  files a recorder is still writing (imported on its own: it brings anyio, which batch runs skip);
 - :func:`iter_divergence_rows`: stream the rows of a divergence manifest of any size back;
 - :func:`generate_capture` with :class:`CaptureShape`: realistic synthetic captures.
 
@@ -27,6 +29,8 @@ from .errors import UsageError as UsageError
 from .manifests import iter_divergence_rows as iter_divergence_rows
 from .synth import CaptureShape as CaptureShape
 from .synth import generate_capture as generate_capture
+
+
 
 __all__ = (
     "AnalyzeConfig",
