@@ -338,7 +338,7 @@ def test_corrupt_websocket_gzip(workdir: Path, run_cli: RunCli, capture: tuple[l
     assert run.stdout == _stdout(manifest["gate_status"])
     assert [item["file"] for item in manifest["input_problems"]["truncated_inputs"]] == [WS]
     assert run.stderr[-1].startswith(f"streamer: {WS}: corrupt gzip data")
-    assert all(line.startswith(f"streamer: skipped ") and "not_json" in line for line in run.stderr[:-1])
+    assert all(line.startswith("streamer: skipped ") and "not_json" in line for line in run.stderr[:-1])
     kept = manifest["row_counts"]["raw_websocket_messages"]
     assert 0 < kept < len(ws)  # the lines before the damage are used
 
