@@ -27,7 +27,7 @@ from .index import LINE_SPAN
 from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import analysis_parts, parse_time_us
 from .reconstruct import Reconstructor
-from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession
+from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, rest_time_us
 from .sources import InputProblems, InputStats, check_readable, read_batches
 from .writer import GzipRowsWriter, OrderedRows, write_atomic
 
@@ -435,13 +435,6 @@ class RunConfig(ReconstructConfig):
     price_evidence_seconds: int = 10
 
 
-def _rest_time(head: tuple[int, int, dict[str, Any], bytes] | None) -> int | None:
-    if head is None:
-        return None
-    value = head[2].get("received_at_utc")
-    return parse_time_us(value) if value and type(value) is str else None
-
-
 def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_inputs: list[InputStats],
                         problems: InputProblems, progress: Progress) -> int:
     """One pass: websocket rows into the session, checkpoints compared as time passes.
@@ -452,14 +445,14 @@ def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_i
     """
     rest = iter_objects(rest_inputs, problems)
     head = next(rest, None)
-    head_time = _rest_time(head)
+    head_time = rest_time_us(head[2]) if head is not None else None
     reconstructor = session.reconstructor
     for key, row, value, raw in iter_ws_rows(ws_inputs, problems, progress):
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
             session.checkpoint(head[0], head[1], head[2])
             head = next(rest, None)
-            head_time = _rest_time(head)
+            head_time = rest_time_us(head[2]) if head is not None else None
         session.websocket_row(key, row, value, raw)
         if not session.ws_rows % SWEEP_EVERY:
             progress.rows = session.ws_rows
