@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 from . import __version__
 from .analysis import ANALYZER_NAME, DivergenceAnalysis, iso_z
 from .classify import Query
-from .decoders import GZIP_BACKEND, JSON_BACKEND, loads
+from .decoders import FAST_ERRORS, GZIP_BACKEND, JSON_BACKEND, fallback_loads, fast_loads
 from .errors import InputError, UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
@@ -113,6 +113,19 @@ class Progress:
             sys.stderr.flush()
 
 
+def _parse(line: bytes, name: str, line_number: int, problems: InputProblems) -> Any:
+    """The slow path of a line the fast parser refused: the standard parser, blank, or not JSON."""
+    try:
+        return fallback_loads(line)
+    except (ValueError, RecursionError):
+        if not _is_blank(line):
+            problems.add(name, line_number, "not_json")
+        return _SKIP
+
+
+_SKIP = object()
+
+
 def iter_objects(inputs: list[InputStats], problems: InputProblems,
                  progress: Progress | None = None) -> Iterator[tuple[int, int, dict[str, Any], bytes]]:
     """Yield ``(file_index, line, object, raw line)`` for each JSON-object line of ``inputs``.
@@ -120,17 +133,19 @@ def iter_objects(inputs: list[InputStats], problems: InputProblems,
     Blank lines are skipped; other lines that are not JSON objects are recorded in ``problems``.
     Errors surface during iteration.
     """
+    parse = fast_loads
+    refused = FAST_ERRORS
     for file_index, stats in enumerate(inputs):
         line_number = 0
         for batch in read_batches(stats.path, stats):
             for line in batch:
                 line_number += 1
                 try:
-                    value = loads(line)
-                except (ValueError, RecursionError):
-                    if not _is_blank(line):
-                        problems.add(stats.name, line_number, "not_json")
-                    continue
+                    value = parse(line)
+                except refused:
+                    value = _parse(line, stats.name, line_number, problems)
+                    if value is _SKIP:
+                        continue
                 if type(value) is not dict:
                     problems.add(stats.name, line_number, "not_an_object")
                     continue
@@ -146,17 +161,42 @@ def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Pr
 
     ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``value``
     the parsed row. A row whose ``received_at_utc`` is not a string is skipped and recorded.
+    The loop of :func:`iter_objects`, inlined: it runs once per websocket line.
     """
-    for file_index, line, value, raw in iter_objects(inputs, problems, progress):
-        received = value.get("received_at_utc")
-        if received and type(received) is not str:
-            problems.add(inputs[file_index].name, line, "mistyped_received_at_utc")
-            continue
-        received_us = parse_time_us(received) if received else None
-        if received and received_us is None:
-            problems.note("unparseable_received_at_utc")
-        yield (file_index * LINE_SPAN + line,
-               (file_index, line, value.get("global_message_sequence"), received, received_us), value, raw)
+    parse = fast_loads
+    refused = FAST_ERRORS
+    time_us = parse_time_us
+    for file_index, stats in enumerate(inputs):
+        line_number = 0
+        base = file_index * LINE_SPAN
+        for batch in read_batches(stats.path, stats):
+            for line in batch:
+                line_number += 1
+                try:
+                    value = parse(line)
+                except refused:
+                    value = _parse(line, stats.name, line_number, problems)
+                    if value is _SKIP:
+                        continue
+                if type(value) is not dict:
+                    problems.add(stats.name, line_number, "not_an_object")
+                    continue
+                received = value.get("received_at_utc")
+                if received:
+                    if type(received) is not str:
+                        problems.add(stats.name, line_number, "mistyped_received_at_utc")
+                        continue
+                    received_us = time_us(received)
+                    if received_us is None:
+                        problems.note("unparseable_received_at_utc")
+                else:
+                    received_us = None
+                yield (base + line_number,
+                       (file_index, line_number, value.get("global_message_sequence"), received, received_us),
+                       value, line)
+            if progress is not None:
+                progress.update()
+        problems.add_truncation(stats)
 
 
 def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:

@@ -107,6 +107,25 @@ def _pick_gzip() -> tuple[str, Callable[..., Any], Callable[..., Any]]:
 
 
 JSON_BACKEND, loads, dumps = _pick_json()
+
+
+def fallback_loads(line: bytes) -> Any:
+    """The standard parser, for a line the fast one refused (counted: see :func:`exact_output`)."""
+    value = _stdlib_loads(line)
+    _fallbacks[0] += 1
+    return value
+
+
+#: For hot loops that inline :func:`loads`: the fast parser, and what it raises on a line that
+#: :func:`fallback_loads` must then decide.
+if JSON_BACKEND == "orjson":
+    import orjson as _orjson
+
+    fast_loads: Callable[[bytes], Any] = _orjson.loads
+    FAST_ERRORS: tuple[type[BaseException], ...] = (_orjson.JSONDecodeError,)
+else:
+    fast_loads = _stdlib_loads
+    FAST_ERRORS = (ValueError, RecursionError)
 GZIP_BACKEND, gzip_decompressobj, gzip_compressobj = _pick_gzip()
 #: Errors a decompressor raises on corrupt data (both backends derive from zlib.error or their own).
 try:
