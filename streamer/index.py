@@ -26,7 +26,7 @@ LINE_SPAN = 1 << 40
 
 Entry = tuple[int, tuple[Any, ...], list[tuple[Any, ...]]]
 #: New events a token buffers before they join its SortedList in one merge.
-FLUSH_EVERY = 32
+FLUSH_EVERY = 64
 _KEY = itemgetter(0)
 
 
@@ -122,7 +122,7 @@ class TokenIndex:
             self.evicted_through = entry[0]
             evict += 1
         size -= evict
-        self.next_trim = min(cap + 1, size + max(16, size >> 1))
+        self.next_trim = min(cap + 1, size + max(32, size))
         self._rebuild(entries[evict:] if evict else entries)
 
     def position(self, key: float) -> int:

@@ -237,16 +237,7 @@ class ContextJoin:
                 index.flush()
                 if not index.window_is_exact(low):
                     return self._miss(query)
-                prices = query.prices
-                for entry in index.entries:
-                    received = entry[1][4]
-                    if received is None or received < low or received > high:
-                        continue
-                    matched = matched_parts(entry[2], prices)
-                    if matched:
-                        evidence.append((entry, matched))
-                        if len(evidence) >= EVIDENCE_CAP:
-                            break
+                evidence = self._window(index, query.prices, low, high)
             evidence_open = len(evidence) < EVIDENCE_CAP
         pending = Pending(query, before, after, evidence, after_open, evidence_open, low, high)
         if evidence_open and self.max_us is not None and high < self.max_us - self.allowance_us:
@@ -263,6 +254,36 @@ class ContextJoin:
             heapq.heappush(self._deadlines, (high, query.seq, pending))
         if self._pending_count > self.max_pending:
             self._spill_busiest()
+
+    def _window(self, index: TokenIndex, prices: frozenset[Any], low: int, high: int) -> Evidence:
+        """The first 20 retained entries, in line order, received in [low, high] at those prices.
+
+        With no late event so far, every entry before one received earlier than ``low`` minus the
+        allowance was received before ``low`` too (an event is late exactly when it breaks that),
+        so the scan starts there instead of at the front. Cost: O(entries in the window).
+        """
+        entries = index.entries
+        start = 0
+        if not self.late_events:
+            bound = low - self.allowance_us
+            later = 0
+            for entry in reversed(entries):
+                received = entry[1][4]
+                if received is not None and received < bound:
+                    start = len(entries) - later
+                    break
+                later += 1
+        evidence: Evidence = []
+        for entry in entries.islice(start):
+            received = entry[1][4]
+            if received is None or received < low or received > high:
+                continue
+            matched = matched_parts(entry[2], prices)
+            if matched:
+                evidence.append((entry, matched))
+                if len(evidence) >= EVIDENCE_CAP:
+                    break
+        return evidence
 
     def close(self) -> None:
         """End of the stream: every pending row is finished with what it has."""

@@ -152,7 +152,7 @@ def test_trim_bookkeeping_accumulates() -> None:
 def test_next_trim_amortises() -> None:
     index = filled([1] * 40, anchor_line=40)
     index.trim(40, None, 1000)
-    assert index.next_trim == 40 + 20
+    assert index.next_trim == 40 + 40  # doubles: the next rebuild after as many appends as held
     index.trim(40, None, 45)
     assert index.next_trim == 46
 
