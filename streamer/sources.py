@@ -24,7 +24,7 @@ READ_SIZE = 1 << 20
 #: Upper bound on the bytes one decompress step may produce (highly compressible input).
 INFLATE_STEP = 1 << 20
 #: Compressed bytes per inflate call: what a corrupt stream can lose before its damage.
-FEED_SLICE = 1 << 12
+FEED_SLICE = 1 << 14
 
 
 class GzipMembers:
