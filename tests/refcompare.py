@@ -32,6 +32,19 @@ def reference_available() -> bool:
     return REFERENCE.is_file()
 
 
+def load_reference_module() -> Any:
+    """The reference analyzer as a module (its functions are test oracles), or None when absent."""
+    if not reference_available():
+        return None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_reference_analyzer", REFERENCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_jsonl_gz(path: Path, rows: list[Any], *, raw_lines: list[bytes] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:

@@ -8,10 +8,8 @@ path; the tests that need it are skipped when it is absent.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 from collections import Counter
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -34,17 +32,7 @@ from streamer.payloads import parse_time_us, price_key
 from tests import refcompare
 
 
-def _load_reference() -> ModuleType | None:
-    if not refcompare.reference_available():
-        return None
-    spec = importlib.util.spec_from_file_location("_reference_analyzer_classify", refcompare.REFERENCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REF = _load_reference()
+REF = refcompare.load_reference_module()
 needs_reference = pytest.mark.skipif(REF is None, reason=f"reference analyzer not found at {refcompare.REFERENCE}")
 SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

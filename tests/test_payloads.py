@@ -8,9 +8,7 @@ the tests that need it are skipped when it is absent.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from decimal import Decimal
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,17 +31,7 @@ from streamer.payloads import (
 from tests import refcompare
 
 
-def _load_reference() -> ModuleType | None:
-    if not refcompare.reference_available():
-        return None
-    spec = importlib.util.spec_from_file_location("_reference_analyzer", refcompare.REFERENCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REF = _load_reference()
+REF = refcompare.load_reference_module()
 needs_reference = pytest.mark.skipif(REF is None, reason=f"reference analyzer not found at {refcompare.REFERENCE}")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
