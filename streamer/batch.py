@@ -95,6 +95,11 @@ class Progress:
         self.rows = 0
         self.divergences = 0
 
+    @classmethod
+    def for_inputs(cls, enabled: bool, inputs: list[InputStats]) -> "Progress":
+        """Progress over ``inputs``, their sizes on disk as the total."""
+        return cls(enabled, inputs, sum(stats.path.stat().st_size for stats in inputs))
+
     def update(self) -> None:
         if not self.enabled:
             return
@@ -126,43 +131,10 @@ def _parse(line: bytes, name: str, line_number: int, problems: InputProblems) ->
 _SKIP = object()
 
 
-def iter_objects(inputs: list[InputStats], problems: InputProblems,
-                 progress: Progress | None = None) -> Iterator[tuple[int, int, dict[str, Any], bytes]]:
-    """Yield ``(file_index, line, object, raw line)`` for each JSON-object line of ``inputs``.
-
-    Blank lines are skipped; other lines that are not JSON objects are recorded in ``problems``.
-    Errors surface during iteration.
-    """
-    parse = fast_loads
-    refused = FAST_ERRORS
-    for file_index, stats in enumerate(inputs):
-        line_number = 0
-        for batch in read_batches(stats.path, stats):
-            for line in batch:
-                line_number += 1
-                try:
-                    value = parse(line)
-                except refused:
-                    value = _parse(line, stats.name, line_number, problems)
-                    if value is _SKIP:
-                        continue
-                if type(value) is not dict:
-                    problems.add(stats.name, line_number, "not_an_object")
-                    continue
-                yield file_index, line_number, value, line
-            if progress is not None:
-                progress.update()
-        problems.add_truncation(stats)
-
-
-def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None
-                 ) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
-    """Yield ``(key, row, value, raw line)`` for every usable websocket row, in stream order.
-
-    ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``value``
-    the parsed row. A row whose ``received_at_utc`` is not a string is skipped and recorded.
-    The loop of :func:`iter_objects`, inlined: it runs once per websocket line.
-    """
+def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None,
+          websocket: bool) -> Iterator[tuple[Any, ...]]:
+    # One loop for every input kind; the websocket branch is inline because this runs once per
+    # line of the largest input (a generator layer per line cost ~10% of analyze; benchmarks/).
     parse = fast_loads
     refused = FAST_ERRORS
     time_us = parse_time_us
@@ -181,6 +153,9 @@ def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Pr
                 if type(value) is not dict:
                     problems.add(stats.name, line_number, "not_an_object")
                     continue
+                if not websocket:
+                    yield file_index, line_number, value, line
+                    continue
                 received = value.get("received_at_utc")
                 if received:
                     if type(received) is not str:
@@ -197,6 +172,27 @@ def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Pr
             if progress is not None:
                 progress.update()
         problems.add_truncation(stats)
+
+
+def iter_objects(inputs: list[InputStats], problems: InputProblems,
+                 progress: Progress | None = None) -> Iterator[tuple[int, int, dict[str, Any], bytes]]:
+    """Yield ``(file_index, line, object, raw line)`` for each JSON-object line of ``inputs``.
+
+    Blank lines are skipped; other lines that are not JSON objects are recorded in ``problems``.
+    Errors surface during iteration.
+    """
+    return _rows(inputs, problems, progress, False)
+
+
+def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None
+                 ) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
+    """Yield ``(key, row, value, raw line)`` for every usable websocket row, in stream order.
+
+    ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``value``
+    the parsed row. A row whose ``received_at_utc`` is not a string is skipped and recorded, as
+    :func:`iter_objects` skips and records lines that are not JSON objects.
+    """
+    return _rows(inputs, problems, progress, True)
 
 
 def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
@@ -279,7 +275,7 @@ def analyze(config: AnalyzeConfig) -> Outcome:
     run = _Run(config.context_limit, config.price_evidence_seconds, ws_names, comparison_names,
                config.output_manifest)
     all_inputs = ws_inputs + rest_inputs + comparison_inputs
-    progress = Progress(config.progress, all_inputs, sum(stats.path.stat().st_size for stats in all_inputs))
+    progress = Progress.for_inputs(config.progress, all_inputs)
     gc_was_enabled = _quiet_gc()
     try:
         rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
@@ -539,6 +535,18 @@ def _reconstruction_inputs(config: ReconstructConfig) -> tuple[Any, list[InputSt
     return m10b, _stats(ws_names, KIND_WS), _stats(m10b.files(KIND_REST), KIND_REST)
 
 
+def _rows_pass(session: RunSession, config: ReconstructConfig, ws_inputs: list[InputStats],
+               rest_inputs: list[InputStats], problems: InputProblems) -> GzipRowsWriter:
+    """The pass of ``reconstruct`` and ``run``, into the rows file (committed on return)."""
+    progress = Progress.for_inputs(config.progress, ws_inputs + rest_inputs)
+    with GzipRowsWriter(Path(config.output_rows)) as rows:
+        session.rows = ordered = OrderedRows(rows, Path(config.output_rows).parent)
+        reconstruction_pass(session, ws_inputs, rest_inputs, problems, progress)
+        ordered.finish()
+    progress.done()
+    return rows
+
+
 def reconstruct(config: ReconstructConfig) -> Outcome:
     """Rebuild every book, compare with each REST checkpoint, write the rows and the 10C manifest.
 
@@ -551,17 +559,12 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
     reconstructor = Reconstructor(markets_by_token(m10b), [s.name for s in ws_inputs],
                                   [s.name for s in rest_inputs], config.top_n)
     session = RunSession(reconstructor, None)
-    inputs = ws_inputs + rest_inputs
-    progress = Progress(config.progress, inputs, sum(stats.path.stat().st_size for stats in inputs))
     gc_was_enabled = _quiet_gc()
     try:
-        with GzipRowsWriter(Path(config.output_rows)) as rows:
-            session.rows = ordered = OrderedRows(rows, Path(config.output_rows).parent)
-            ws_rows = reconstruction_pass(session, ws_inputs, rest_inputs, problems, progress)
-            ordered.finish()
-        progress.done()
+        rows = _rows_pass(session, config, ws_inputs, rest_inputs, problems)
         write_atomic(Path(config.manifest_10c),
-                     _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems))
+                     _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, session.ws_rows,
+                                   problems))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -596,15 +599,9 @@ def run(config: RunConfig) -> Outcome:
                                  top_n=config.top_n, context_limit=config.context_limit,
                                  evidence_seconds=config.price_evidence_seconds, rows_name=str(config.output_rows),
                                  output_manifest=config.output_manifest)
-    inputs = ws_inputs + rest_inputs
-    progress = Progress(config.progress, inputs, sum(stats.path.stat().st_size for stats in inputs))
     gc_was_enabled = _quiet_gc()
     try:
-        with GzipRowsWriter(Path(config.output_rows)) as rows:
-            session.rows = ordered = OrderedRows(rows, Path(config.output_rows).parent)
-            reconstruction_pass(session, ws_inputs, rest_inputs, problems, progress)
-            ordered.finish()
-        progress.done()
+        rows = _rows_pass(session, config, ws_inputs, rest_inputs, problems)
         outcome = finish_run(session, config, m10b, optional, ws_inputs, rest_inputs, rows, problems, started)
     finally:
         session.close()
