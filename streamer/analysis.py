@@ -10,6 +10,7 @@ the live follower feed it.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import os
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from .decoders import dumps, exact_dumps, exact_output, loads
 from .index import Entry, entry_key
 from .join import ContextJoin, Evidence, answer_exactly
 from .payloads import compact_event, parse_time_us, part_event_type
-from .writer import AtomicFile, OrderedSpool, json_body
+from .writer import AtomicFile, OrderedSpool, json_body, read_records, write_record
 
 ANALYZER_NAME = "streamer"
 #: Divergent rows answered per second pass (each pass reads the websocket files once).
@@ -50,10 +51,21 @@ class DivergenceAnalysis:
         their file when there is more than one).
     :param comparison_names: the comparison files likewise.
     :param work_dir: a private directory for spools (removed by :meth:`close`).
+    :param share: sharded analyze (:mod:`streamer.shards`): ``(held, foreign)``. Events of
+        ``foreign`` tokens are not indexed. A helper answers the rows of the tokens ``held``; the
+        driver (``held`` None) those of every token not in ``foreign``. Results then go, tagged
+        with their ordinal, to :attr:`results_path` for :meth:`merge_results`.
     """
 
+    #: Tokens this engine answers for: all (None), or a helper's share.
+    held_tokens: frozenset[str] | None = None
+    #: Tokens other processes answer for (the driver of a sharded analyze).
+    foreign_tokens: frozenset[str] = frozenset()
+    _tagged: IO[bytes] | None = None
+
     def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
-                 comparison_names: list[str], work_dir: Path) -> None:
+                 comparison_names: list[str], work_dir: Path,
+                 share: tuple[frozenset[str] | None, frozenset[str]] | None = None) -> None:
         self.context_limit = context_limit
         self.evidence_seconds = evidence_seconds
         self.ws_names = ws_names
@@ -72,11 +84,17 @@ class DivergenceAnalysis:
         self._refs_file: IO[bytes] = open(work_dir / "references.part", "wb")
         self._report_file: IO[bytes] = open(work_dir / "report_rows.part", "wb")
         self._first_output = True
+        sink = self._write_record
+        if share is not None:
+            self.held_tokens, self.foreign_tokens = share
+            self._tagged = open(self.results_path, "wb")
+            sink = self._tag_record
         #: results in comparison order: one place per comparison row, skipped when not divergent
-        self.spool = OrderedSpool(self._write_record, 3, work_dir)
+        self.spool = OrderedSpool(sink, 3, work_dir)
         self._misses: IO[bytes] | None = None
         self.miss_count = 0
         self.join = ContextJoin(context_limit, evidence_seconds, self._on_result, self._on_miss)
+        self.join.foreign_tokens = self.foreign_tokens
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -104,7 +122,17 @@ class DivergenceAnalysis:
             self.problems.append((file_index, line, str(exc)))
             self.spool.put(ordinal, ())
             return None
+        if not self.answers(query.lookup):
+            self.spool.put(ordinal, ())
+            return None
         return query
+
+    def answers(self, lookup: str | None) -> bool:
+        """Whether this engine answers rows of token ``lookup`` (always, unless sharded)."""
+        held = self.held_tokens
+        if held is not None:
+            return lookup in held
+        return lookup not in self.foreign_tokens
 
     def defer(self, query: Query) -> None:
         """Answer ``query`` in the second pass (a row made after the stream has ended)."""
@@ -207,12 +235,75 @@ class DivergenceAnalysis:
         dump = exact_dumps if exact_output() else dumps
         self.spool.put(query.seq, (dump(divergence), dump(reference), line.encode("utf-8", "backslashreplace")))
 
-    def _write_record(self, fields: tuple[bytes, ...]) -> None:
+    def _write_record(self, _seq: int, fields: tuple[bytes, ...]) -> None:
         separator = b"\n    " if self._first_output else b",\n    "
         self._first_output = False
         self._rows_file.write(separator + fields[0])
         self._refs_file.write(separator + fields[1])
         self._report_file.write(fields[2])
+
+    # -- sharded analyze -------------------------------------------------------------------
+
+    @property
+    def results_path(self) -> Path:
+        """Where a sharded engine writes its tagged results."""
+        return self.work_dir / "results.bin"
+
+    def _tag_record(self, seq: int, fields: tuple[bytes, ...]) -> None:
+        assert self._tagged is not None
+        write_record(self._tagged, seq, fields)
+
+    #: Counters a helper hands its driver (:meth:`share_summary`, :meth:`absorb`).
+    _SHARED_COUNTS = ("quote_or_membership_rows", "rows_without_context", "miss_count")
+
+    def share_summary(self) -> dict[str, Any]:
+        """What a helper's driver adds to its own: result counters and streaming statistics."""
+        aggregates = self.aggregates
+        return {
+            "categories": dict(aggregates.category_counts),
+            "affects": dict(aggregates.affect_counts),
+            "divergence_results": aggregates.divergence_results,
+            "all_size_only": aggregates.all_size_only,
+            "all_with_context": aggregates.all_with_context,
+            **{name: getattr(self, name) for name in self._SHARED_COUNTS},
+            "late_events": self.join.late_events,
+            "spilled_pending": self.join.spilled_pending,
+            "spilled_records": self.spool.spilled_records,
+        }
+
+    def absorb(self, summary: dict[str, Any]) -> None:
+        """Add a helper's :meth:`share_summary` (the driver, before publishing)."""
+        aggregates = self.aggregates
+        aggregates.category_counts.update(summary["categories"])
+        aggregates.affect_counts.update(summary["affects"])  # update() keeps zero counts
+        aggregates.divergence_results += summary["divergence_results"]
+        aggregates.all_size_only = aggregates.all_size_only and summary["all_size_only"]
+        aggregates.all_with_context = aggregates.all_with_context and summary["all_with_context"]
+        for name in self._SHARED_COUNTS:
+            setattr(self, name, getattr(self, name) + summary[name])
+        self.join.late_events += summary["late_events"]
+        self.join.spilled_pending += summary["spilled_pending"]
+        self.spool.spilled_records += summary["spilled_records"]
+
+    def seal_results(self) -> Path:
+        """Close a helper's tagged results (after :meth:`finish`); returns their path."""
+        assert self._tagged is not None
+        self._tagged.close()
+        return self.results_path
+
+    def merge_results(self, others: list[Path]) -> None:
+        """Write this engine's tagged results and the helpers' (``others``) in comparison order.
+
+        Call after :meth:`finish`. Cost: O(results), one read of each file.
+        :raises RuntimeError: when two processes answered the same row (a bug, never input).
+        """
+        sources = [read_records(self.seal_results(), 3), *(read_records(path, 3) for path in others)]
+        previous = -1
+        for seq, fields in heapq.merge(*sources, key=lambda record: record[0]):
+            if seq == previous:
+                raise RuntimeError(f"comparison row {seq} answered twice")
+            previous = seq
+            self._write_record(seq, fields)
 
     def _on_miss(self, query: Query) -> None:
         if self._misses is None:
@@ -372,7 +463,7 @@ class DivergenceAnalysis:
 
     def close(self) -> None:
         """Close and remove the spools."""
-        for handle in (self._rows_file, self._refs_file, self._report_file, self._misses):
+        for handle in (self._rows_file, self._refs_file, self._report_file, self._misses, self._tagged):
             if handle is not None and not handle.closed:
                 handle.close()
 

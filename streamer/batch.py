@@ -12,6 +12,7 @@ import gc
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .index import LINE_SPAN
 from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import analysis_parts, parse_time_us
 from .reconstruct import Reconstructor
+from .shards import Helpers, market_tokens, plan_shares
 from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, rest_time_us
 from .sources import InputProblems, InputStats, check_readable, read_batches
 from .writer import GzipRowsWriter, OrderedRows, write_atomic
@@ -60,6 +62,8 @@ class AnalyzeConfig:
     context_limit: int = 5
     price_evidence_seconds: int = 10
     progress: bool = False
+    #: processes answering shares of the markets (:mod:`streamer.shards`); the outputs are the same
+    workers: int = 1
 
 
 @dataclass
@@ -132,7 +136,7 @@ _SKIP = object()
 
 
 def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None,
-          websocket: bool) -> Iterator[tuple[Any, ...]]:
+          websocket: bool, hashed: bool = True) -> Iterator[tuple[Any, ...]]:
     # One loop for every input kind; the websocket branch is inline because this runs once per
     # line of the largest input (a generator layer per line cost ~10% of analyze; benchmarks/).
     parse = fast_loads
@@ -141,7 +145,7 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
     for file_index, stats in enumerate(inputs):
         line_number = 0
         base = file_index * LINE_SPAN
-        for batch in read_batches(stats.path, stats):
+        for batch in read_batches(stats.path, stats, hashed=hashed):
             for line in batch:
                 line_number += 1
                 try:
@@ -184,20 +188,25 @@ def iter_objects(inputs: list[InputStats], problems: InputProblems,
     return _rows(inputs, problems, progress, False)
 
 
-def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None
-                 ) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
+def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None,
+                 hashed: bool = True) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
     """Yield ``(key, row, value, raw line)`` for every usable websocket row, in stream order.
 
     ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``value``
     the parsed row. A row whose ``received_at_utc`` is not a string is skipped and recorded, as
-    :func:`iter_objects` skips and records lines that are not JSON objects.
+    :func:`iter_objects` skips and records lines that are not JSON objects. ``hashed=False``
+    leaves the inputs' sha256 empty (a helper re-reading what its driver hashes).
     """
-    return _rows(inputs, problems, progress, True)
+    return _rows(inputs, problems, progress, True, hashed)
 
 
 def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
-    """``(key, row, parts by token)`` for every websocket row: the input of a second pass."""
-    for key, row, value, _raw in iter_ws_rows(inputs, InputProblems()):
+    """``(key, row, parts by token)`` for every websocket row: the input of a second pass.
+
+    Reads through fresh :class:`InputStats` (the first pass's hashes and counts stay as they are).
+    """
+    fresh = [InputStats(stats.path, stats.name, stats.kind) for stats in inputs]
+    for key, row, value, _raw in iter_ws_rows(fresh, InputProblems(), hashed=False):
         yield key, row, analysis_parts(value.get("json"))
 
 
@@ -272,15 +281,24 @@ def analyze(config: AnalyzeConfig) -> Outcome:
     rest_inputs = _stats(rest_names, KIND_REST)
     comparison_inputs = _stats(comparison_names, KIND_COMPARISON)
     problems = InputProblems()
+    markets = market_tokens(m10b.get("markets"))
+    shares = plan_shares(markets, config.workers)
     run = _Run(config.context_limit, config.price_evidence_seconds, ws_names, comparison_names,
-               config.output_manifest)
+               config.output_manifest, share=(None, frozenset().union(*shares)) if shares else None)
+    listed = frozenset(token for _market, tokens in markets for token in tokens)
     all_inputs = ws_inputs + rest_inputs + comparison_inputs
     progress = Progress.for_inputs(config.progress, all_inputs)
     gc_was_enabled = _quiet_gc()
+    run.workers = 1 + len(shares)
+    helpers = Helpers(_analyze_share, [(*run.args, tokens, listed - tokens) for tokens in shares],
+                      Path(config.output_manifest).parent)
     try:
-        rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
-        ws_rows = _analysis_pass(run.engine, ws_inputs, comparison_inputs, problems, progress)
-        _second_pass(run, ws_inputs, comparison_inputs)
+        with helpers:  # started before this process reads anything (no thread yet: fork is cheap)
+            rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
+            ws_rows = _analysis_pass(run.engine, ws_inputs, comparison_inputs, problems, progress)
+            _second_pass(run, ws_inputs, comparison_inputs)
+            if shares:
+                _merge_shares(run, helpers.results())
         progress.done()
         known = {stats.path.resolve(): (stats.size, stats.sha256) for stats in all_inputs}
         for manifest in (m10b, m10c, m10bc, review):
@@ -308,6 +326,39 @@ def _second_pass(run: _Run, ws_inputs: list[InputStats], comparison_inputs: list
     run.engine.finish()
 
 
+def _analyze_share(context_limit: int, evidence_seconds: int, ws_names: list[str], comparison_names: list[str],
+                   tokens: frozenset[str], others: frozenset[str], out_dir: Path) -> dict[str, Any]:
+    """A helper process of a sharded analyze: answer the rows of ``tokens`` (its markets).
+
+    Reads every websocket and comparison row as the driver does but indexes no event of the
+    listed tokens of ``others`` (the other shares); leaves its tagged results in ``out_dir`` and
+    returns its counters for the driver.
+    """
+    _quiet_gc()
+    ws_inputs = [InputStats(Path(name), name, KIND_WS) for name in ws_names]
+    comparison_inputs = [InputStats(Path(name), name, KIND_COMPARISON) for name in comparison_names]
+    run = _Run(context_limit, evidence_seconds, ws_names, comparison_names, out_dir / "manifest.json",
+               share=(tokens, others))
+    try:
+        _analysis_pass(run.engine, ws_inputs, comparison_inputs, InputProblems(), Progress(False, [], 1), False)
+        _second_pass(run, ws_inputs, comparison_inputs)
+        results = out_dir / "results.bin"
+        os.replace(run.engine.seal_results(), results)
+        return {**run.engine.share_summary(), "passes": run.passes, "redo": run.redo, "results": results}
+    finally:
+        run.close()
+
+
+def _merge_shares(run: _Run, summaries: list[dict[str, Any]]) -> None:
+    """The driver's end of a sharded analyze: add the helpers' counters, merge their results."""
+    engine = run.engine
+    for summary in summaries:
+        engine.absorb(summary)
+        run.passes += summary["passes"]
+        run.redo = run.redo or summary["redo"]
+    engine.merge_results([summary["results"] for summary in summaries])
+
+
 def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[str, Any],
                       ws_inputs: list[InputStats], rest_inputs: list[InputStats],
                       comparison_inputs: list[InputStats], rest_rows: int, ws_rows: int,
@@ -320,7 +371,7 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
         problems.add(comparison_names[file_index], line, f"mistyped_comparison_field: {reason}")
     updated = _updated_artifacts([*UPDATED_PATHS, *(Path(name) for name in comparison_names)], known)
     fields = _manifest_fields(engine, manifests, gates, ws_inputs, rest_inputs, comparison_inputs, rest_rows,
-                              ws_rows, updated, problems, started, run.passes, run.redo)
+                              ws_rows, updated, problems, started, run.passes, run.redo, run.workers)
     if extra_fields:
         fields.update(extra_fields)
     engine.publish(Path(output_manifest), Path(output_report), fields)
@@ -336,7 +387,7 @@ def _all_queries(engine: DivergenceAnalysis, comparison_inputs: list[InputStats]
 
 
 def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comparison_inputs: list[InputStats],
-                   problems: InputProblems, progress: Progress) -> int:
+                   problems: InputProblems, progress: Progress, hashed: bool = True) -> int:
     """The single pass: websocket rows into the join, comparison rows taken as time passes."""
     join = engine.join
     comparisons = iter_objects(comparison_inputs, problems, None)
@@ -344,7 +395,7 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
     head_time = _head_time(head)
     previous_key = -1.0
     ws_rows = 0
-    for key, row, value, _raw in iter_ws_rows(ws_inputs, problems, progress):
+    for key, row, value, _raw in iter_ws_rows(ws_inputs, problems, progress, hashed):
         ws_rows += 1
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
@@ -394,7 +445,7 @@ def _manifest_fields(engine: DivergenceAnalysis, manifests: list[dict[str, Any]]
                      ws_inputs: list[InputStats], rest_inputs: list[InputStats],
                      comparison_inputs: list[InputStats], rest_rows: int, ws_rows: int,
                      updated: list[dict[str, Any]], problems: InputProblems, started: str,
-                     passes: int, redo: bool) -> dict[str, Any]:
+                     passes: int, redo: bool, workers: int) -> dict[str, Any]:
     """Every key of the divergence manifest except the two row arrays."""
     fields = {
         "schema_name": "checkpoint_010d0_ws_divergence_analysis",
@@ -437,6 +488,7 @@ def _manifest_fields(engine: DivergenceAnalysis, manifests: list[dict[str, Any]]
             "exact_recomputation": redo,
             "second_passes": passes,
             "reordered_results_spilled": engine.spool.spilled_records,
+            "workers": workers,
         },
     }
     fields.update(engine.summary_fields())

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 from . import __version__, batch
 from .errors import StreamerError
+from .shards import default_workers
 
 EXIT_PASS = 0
 EXIT_GATE_NOT_PASSED = 1
@@ -24,6 +25,18 @@ def _analysis_flags(parser: argparse.ArgumentParser) -> None:
                         help="divergence manifest to write (default %(default)s)")
     parser.add_argument("--output-report", type=Path, metavar="PATH", default=batch.DEFAULT_OUTPUT_REPORT,
                         help="markdown report to write (default %(default)s)")
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return default_workers()
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _progress_flag(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=batch.DEFAULT_ORCHESTRATOR_REVIEW,
                          help="orchestrator review, for its gate (default %(default)s)")
     _analysis_flags(analyze)
+    analyze.add_argument("--workers", type=_workers, metavar="N", default="auto",
+                         help="processes sharing the markets: a number, or auto (the usable CPUs, at most 2; "
+                              "the default). The outputs are the same for any N")
     _progress_flag(analyze)
     analyze.set_defaults(handler=_analyze)
 
@@ -170,7 +186,7 @@ def _analyze(args: argparse.Namespace) -> int:
         manifest_10b=args.manifest_10b, manifest_10c=args.manifest_10c, manifest_10bc=args.manifest_10bc,
         orchestrator_review=args.orchestrator_review, output_manifest=args.output_manifest,
         output_report=args.output_report, context_limit=args.context_limit,
-        price_evidence_seconds=args.price_evidence_seconds, progress=args.progress)
+        price_evidence_seconds=args.price_evidence_seconds, progress=args.progress, workers=args.workers)
     outcome = batch.analyze(config)
     return _print_outcome(outcome, [
         f"DIVERGENCE_ANALYSIS_MANIFEST={args.output_manifest}",

@@ -74,6 +74,9 @@ class ContextJoin:
     bounded by ``max_pending`` (beyond it the rows of the busiest token become misses).
     """
 
+    #: Tokens another process answers for (sharded analyze): their events are not indexed.
+    foreign_tokens: frozenset[str] = frozenset()
+
     def __init__(self, context_limit: int, evidence_seconds: int, on_result: ResultSink,
                  on_miss: Callable[[Query], None], *, allowance_seconds: float = 5.0,
                  cap: int = 4096, max_pending: int = 50_000) -> None:
@@ -138,7 +141,10 @@ class ContextJoin:
         if late:
             self.late_events += 1
         indexes = self.indexes
+        foreign = self.foreign_tokens
         for token, token_parts in parts.items():
+            if token in foreign:
+                continue
             index = indexes.get(token)
             if index is None:
                 index = indexes[token] = self._new_index()

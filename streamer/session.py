@@ -47,22 +47,26 @@ class AnalysisRun:
     """
 
     def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
-                 comparison_names: list[str], output_manifest: Path, work_dir: Path | None = None) -> None:
+                 comparison_names: list[str], output_manifest: Path, work_dir: Path | None = None,
+                 share: tuple[frozenset[str] | None, frozenset[str]] | None = None) -> None:
         if context_limit < 0:
             raise UsageError("--context-limit must be 0 or more")
         self.args = (context_limit, evidence_seconds, ws_names, comparison_names)
+        self.share = share
         self.output_dir = Path(output_manifest).parent
         self.work_dir = make_work_dir(self.output_dir) if work_dir is None else work_dir
-        self.engine = DivergenceAnalysis(*self.args, self.work_dir)
+        self.engine = DivergenceAnalysis(*self.args, self.work_dir, share)
         self.redo = False
         self.passes = 0
+        #: processes that answered shares of the rows (sharded analyze)
+        self.workers = 1
 
     def restart(self) -> DivergenceAnalysis:
         """Drop every result and start a fresh engine (exact recomputation)."""
         named = self.engine.named_tokens
         self.close()
         self.work_dir = make_work_dir(self.output_dir)
-        self.engine = DivergenceAnalysis(*self.args, self.work_dir)
+        self.engine = DivergenceAnalysis(*self.args, self.work_dir, self.share)
         self.engine.named_tokens = named  # every row's token is already known
         self.redo = True
         return self.engine

@@ -180,10 +180,10 @@ def check_readable(path: Path, name: str) -> None:
 
 
 def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: threading.Event,
-             read_size: int) -> None:
+             read_size: int, hashed: bool) -> None:
     """Worker: read, hash, decompress and split ``path``; put line batches on ``out``."""
     try:
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if hashed else _NO_DIGEST
         splitter = LineSplitter()
         with open(path, "rb") as handle:
             stats.size = os.fstat(handle.fileno()).st_size
@@ -228,7 +228,21 @@ def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: th
         out.put(exc)
 
 
-def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE) -> Iterator[list[bytes]]:
+class _NoDigest:
+    """A stand-in for sha256 when the caller does not need the hash (a helper's second read)."""
+
+    def update(self, _data: bytes) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+_NO_DIGEST = _NoDigest()
+
+
+def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE,
+                 hashed: bool = True) -> Iterator[list[bytes]]:
     """Yield the complete lines of ``path`` in batches, reading the file exactly once.
 
     Gzip or plain is decided by the first two bytes. ``stats`` is filled as the file is read
@@ -236,13 +250,15 @@ def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE) -
     corrupt gzip stream ends the lines early and sets ``stats.truncated``; it never raises.
     Errors surface during iteration.
 
-    Cost: O(file bytes); memory O(read_size + a few batches) (a bounded queue gives backpressure).
+    ``hashed=False`` leaves ``stats.sha256`` empty (a helper process reading a file its driver
+    hashes). Cost: O(file bytes); memory O(read_size + a few batches) (a bounded queue gives
+    backpressure).
 
     :raises InputError: when the file cannot be opened or read.
     """
     out: "queue.Queue[object]" = queue.Queue(maxsize=4)
     stop = threading.Event()
-    worker = threading.Thread(target=_produce, args=(path, stats, out, stop, read_size),
+    worker = threading.Thread(target=_produce, args=(path, stats, out, stop, read_size, hashed),
                               name=f"read:{stats.name}", daemon=True)
     worker.start()
     try:

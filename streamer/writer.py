@@ -103,12 +103,29 @@ def write_atomic(path: Path, data: bytes) -> None:
         out.handle.write(data)
 
 
+def write_record(handle: IO[bytes], seq: int, fields: tuple[bytes, ...]) -> None:
+    """Append one ``(seq, fields)`` record (at most 3 fields; none is a skip) to a binary file."""
+    handle.write(_HEADER.pack(seq, 0 if fields else 1, *(len(f) for f in fields), *([0] * (3 - len(fields)))))
+    for data in fields:
+        handle.write(data)
+
+
+def read_records(path: Path, width: int) -> Iterator[tuple[int, tuple[bytes, ...]]]:
+    """The records :func:`write_record` appended to ``path``, in file order. Cost: O(file)."""
+    with open(path, "rb") as handle:
+        while True:
+            header = handle.read(_HEADER.size)
+            if not header:
+                return
+            seq, skip, *lengths = _HEADER.unpack(header)
+            yield seq, () if skip else tuple(handle.read(n) for n in lengths[:width])
+
+
 class OrderedSpool:
     """Records ``(seq, fields...)`` in, streams out in ``seq`` order (0, 1, 2, ... no gaps).
 
-    Each record has ``width`` byte fields; field ``i`` goes to ``outputs[i]``, each record's field
-    followed by ``separator`` logic left to the caller (:meth:`finish` and direct writes call
-    ``sink(i, data)``). Records that arrive early wait in a heap of at most ``buffer_limit``
+    Each record has ``width`` byte fields; ``sink(seq, fields)`` receives the records in order (a
+    skip is never handed on). Records that arrive early wait in a heap of at most ``buffer_limit``
     records; beyond that the heap is written to a sorted run file in ``spill_dir``.
 
     Cost: O(log b) per record in memory; spilled records are written and read once more.
@@ -142,13 +159,13 @@ class OrderedSpool:
         """
         if seq == self.next_seq:
             if fields:
-                self._sink(fields)
+                self._sink(seq, fields)
             self.next_seq += 1
             heap = self._heap
             while heap and heap[0][0] == self.next_seq:
                 held = heapq.heappop(heap)[1]
                 if held:
-                    self._sink(held)
+                    self._sink(self.next_seq, held)
                 self.next_seq += 1
             return
         heapq.heappush(self._heap, (seq, fields))
@@ -160,22 +177,12 @@ class OrderedSpool:
         with os.fdopen(fd, "wb") as out:
             heap = self._heap
             while heap:
-                seq, fields = heapq.heappop(heap)
-                out.write(_HEADER.pack(seq, 0 if fields else 1, *(len(f) for f in fields),
-                                       *([0] * (3 - len(fields)))))
-                for field in fields:
-                    out.write(field)
+                write_record(out, *heapq.heappop(heap))
                 self.spilled_records += 1
         self._runs.append(Path(name))
 
     def _read_run(self, path: Path) -> Iterator[tuple[int, tuple[bytes, ...]]]:
-        with open(path, "rb") as handle:
-            while True:
-                header = handle.read(_HEADER.size)
-                if not header:
-                    return
-                seq, skip, *lengths = _HEADER.unpack(header)
-                yield seq, () if skip else tuple(handle.read(n) for n in lengths[: self._width])
+        return read_records(path, self._width)
 
     def finish(self, expected: int) -> None:
         """Merge everything held and write it in order; checks that ``expected`` records came.
@@ -189,7 +196,7 @@ class OrderedSpool:
             if seq != self.next_seq:
                 raise RuntimeError(f"output sequence broken: got {seq}, expected {self.next_seq}")
             if fields:
-                self._sink(fields)
+                self._sink(seq, fields)
             self.next_seq += 1
         for run in self._runs:
             run.unlink()
@@ -263,7 +270,7 @@ class OrderedRows:
 
     def __init__(self, writer: "GzipRowsWriter", spill_dir: Path) -> None:
         self.writer = writer
-        self._spool = OrderedSpool(lambda fields: writer.write(fields[0]), 1, spill_dir, buffer_limit=1024)
+        self._spool = OrderedSpool(lambda _seq, fields: writer.write(fields[0]), 1, spill_dir, buffer_limit=1024)
         self.rows = 0
 
     def write(self, row: bytes) -> None:

@@ -37,7 +37,7 @@ def test_ordered_spool_outputs_in_order(tmp_path_factory: pytest.TempPathFactory
                                         width: int) -> None:
     spill_dir = tmp_path_factory.mktemp("spool")
     out: list[tuple[bytes, ...]] = []
-    spool = OrderedSpool(out.append, width, spill_dir, buffer_limit=limit)
+    spool = OrderedSpool(lambda _seq, fields: out.append(fields), width, spill_dir, buffer_limit=limit)
     for seq in order:
         spool.put(seq, record(seq, width))
     spool.finish(len(order))
@@ -48,7 +48,7 @@ def test_ordered_spool_outputs_in_order(tmp_path_factory: pytest.TempPathFactory
 
 def test_ordered_spool_spills_and_writes_the_in_order_prefix_at_once(tmp_path: Path) -> None:
     out: list[tuple[bytes, ...]] = []
-    spool = OrderedSpool(out.append, 2, tmp_path, buffer_limit=2)
+    spool = OrderedSpool(lambda _seq, fields: out.append(fields), 2, tmp_path, buffer_limit=2)
     for seq in (5, 4, 3, 2, 1):
         spool.put(seq, record(seq, 2))
     assert out == []
@@ -65,7 +65,7 @@ def test_ordered_spool_spills_and_writes_the_in_order_prefix_at_once(tmp_path: P
 
 def test_ordered_spool_releases_held_records_in_order(tmp_path: Path) -> None:
     out: list[tuple[bytes, ...]] = []
-    spool = OrderedSpool(out.append, 1, tmp_path, buffer_limit=100)
+    spool = OrderedSpool(lambda _seq, fields: out.append(fields), 1, tmp_path, buffer_limit=100)
     spool.put(2, (b"2",))
     spool.put(1, (b"1",))
     assert out == []
@@ -76,7 +76,7 @@ def test_ordered_spool_releases_held_records_in_order(tmp_path: Path) -> None:
 
 
 def test_ordered_spool_missing_sequence_raises(tmp_path: Path) -> None:
-    spool = OrderedSpool(lambda fields: None, 1, tmp_path, buffer_limit=1)
+    spool = OrderedSpool(lambda _seq, fields: None, 1, tmp_path, buffer_limit=1)
     for seq in (0, 1, 3, 4, 5):
         spool.put(seq, (b"x",))
     with pytest.raises(RuntimeError, match="got 3, expected 2"):
@@ -85,7 +85,7 @@ def test_ordered_spool_missing_sequence_raises(tmp_path: Path) -> None:
 
 def test_ordered_spool_incomplete_raises(tmp_path: Path) -> None:
     out: list[Any] = []
-    spool = OrderedSpool(out.append, 1, tmp_path)
+    spool = OrderedSpool(lambda _seq, fields: out.append(fields), 1, tmp_path)
     spool.put(0, (b"x",))
     spool.put(1, (b"y",))
     with pytest.raises(RuntimeError, match="2 of 3"):
@@ -93,7 +93,7 @@ def test_ordered_spool_incomplete_raises(tmp_path: Path) -> None:
 
 
 def test_ordered_spool_repeated_sequence_raises(tmp_path: Path) -> None:
-    spool = OrderedSpool(lambda fields: None, 1, tmp_path, buffer_limit=0)
+    spool = OrderedSpool(lambda _seq, fields: None, 1, tmp_path, buffer_limit=0)
     for seq in (1, 1, 0):
         spool.put(seq, (b"x",))
     with pytest.raises(RuntimeError):
@@ -102,7 +102,7 @@ def test_ordered_spool_repeated_sequence_raises(tmp_path: Path) -> None:
 
 def test_ordered_spool_empty(tmp_path: Path) -> None:
     out: list[Any] = []
-    spool = OrderedSpool(out.append, 3, tmp_path)
+    spool = OrderedSpool(lambda _seq, fields: out.append(fields), 3, tmp_path)
     spool.finish(0)
     assert out == []
 

@@ -1,0 +1,174 @@
+"""Parallel analysis: the markets dealt into shares, one helper process per share.
+
+Markets are independent (DESIGN section 6): a divergent row's context and evidence are events of
+its own token. ``analyze --workers N`` deals the 10B manifest's markets into N shares. The driver
+(this process) keeps share 0 and does everything it does alone, except indexing the events of
+the other shares' tokens; each helper process reads the same inputs (from the page cache; only
+the driver hashes them and counts their problems), indexes only its share's events, answers only
+its share's rows, and writes its results, tagged with their comparison ordinal, to a file that
+the driver merges in order at the end.
+
+Every process still parses every websocket line: scanning a line's bytes for the tokens it names
+costs as much as parsing it with orjson (benchmarks/README.md), so what is shared is the work
+after the parse (the per-token indexes, the join, the results), not the parse.
+
+The outputs are the same whatever the number of workers (tests compare them). A share holds only
+tokens the manifest lists; anything else (unlisted tokens, the ``None`` token of events without
+an ``asset_id``, rows whose token is settled at the end) stays with the driver.
+
+Helpers are started with ``fork`` when this process has no other thread (nothing to import),
+else with ``spawn``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import shutil
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import InputError
+
+#: The driver's weight when markets are dealt: it also parses and hashes every line.
+DRIVER_WEIGHT = 0.8
+#: Token ids a share never holds: what ``str()`` makes of an event without an ``asset_id``.
+UNSHARED_TOKENS = frozenset({"None"})
+
+def default_workers() -> int:
+    """Worker processes ``--workers auto`` means: the CPUs this process may use, at most 2.
+
+    Two is where the driver's own parse starts to dominate (benchmarks/README.md). Cost: O(1).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(2, cpus))
+
+
+def market_tokens(markets: Any) -> list[tuple[Any, list[str]]]:
+    """``(market id, token ids)`` per entry of a 10B ``markets`` list; malformed entries are left out.
+
+    The market id is the ``condition_id`` (the entry's position when it has none). Cost: O(tokens).
+    """
+    if not isinstance(markets, list):
+        return []
+    groups = []
+    for position, market in enumerate(markets):
+        if not isinstance(market, dict) or not isinstance(market.get("tokens"), list):
+            continue
+        tokens = [str(token["token_id"]) for token in market["tokens"]
+                  if isinstance(token, dict) and token.get("token_id") is not None]
+        condition = market.get("condition_id")
+        groups.append((condition if isinstance(condition, str) else position, tokens))
+    return groups
+
+
+def plan_shares(markets: Sequence[tuple[Any, list[str]]], workers: int) -> list[frozenset[str]]:
+    """Deal markets, in manifest order, into ``workers`` shares; return the helpers' token sets.
+
+    ``markets`` is ``(market id, token ids)`` per market; entries with the same market id are one
+    market. Share 0 (the driver's) gets :data:`DRIVER_WEIGHT` of a helper's count. Returns ``[]``
+    (no helpers) when there is one worker or fewer than two markets with tokens.
+    Cost: O(markets x workers).
+    """
+    grouped: dict[Any, list[str]] = {}
+    for market, tokens in markets:
+        grouped.setdefault(market, []).extend(token for token in tokens if token not in UNSHARED_TOKENS)
+    groups = [tokens for tokens in grouped.values() if tokens]
+    if workers <= 1 or len(groups) < 2:
+        return []
+    shares: list[set[str]] = [set() for _ in range(workers)]
+    counts = [0] * workers
+    weights = [DRIVER_WEIGHT] + [1.0] * (workers - 1)
+    dealt: set[str] = set()
+    for tokens in groups:
+        share = min(range(workers), key=lambda i: ((counts[i] + 1) / weights[i], i))
+        counts[share] += 1
+        shares[share].update(token for token in tokens if token not in dealt)  # a token listed twice: first deal
+        dealt.update(tokens)
+    return [frozenset(tokens) for tokens in shares[1:] if tokens]
+
+
+class Helpers:
+    """Helper processes, one per job, each running ``target(*job, out_dir)``.
+
+    Use as a context manager: entering starts them, leaving stops those still running and
+    removes their files. :meth:`results` waits for all and returns what each target returned.
+
+    Cost: one process per job; results travel by file (a pickle), not by pipe.
+    """
+
+    def __init__(self, target: Callable[..., Any], jobs: list[tuple[Any, ...]], near: Path) -> None:
+        self._target = target
+        self.jobs = jobs
+        self._near = near
+        self.dir: Path | None = None
+        self._processes: list[Any] = []
+
+    def __enter__(self) -> "Helpers":
+        if not self.jobs:
+            return self
+        self._near.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=".streamer-shares-", dir=self._near))
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() \
+            and threading.active_count() == 1 else "spawn"
+        context = multiprocessing.get_context(method)
+        for number, job in enumerate(self.jobs, start=1):
+            out_dir = self.dir / f"share-{number}"
+            out_dir.mkdir()
+            process = context.Process(target=_helper_main, name=f"streamer-share-{number}", daemon=True,
+                                      args=(self._target, (*job, out_dir), out_dir / "result.pickle"))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with no other thread
+                process.start()
+            self._processes.append((process, out_dir))
+        return self
+
+    def results(self) -> list[Any]:
+        """Wait for every helper; return their results.
+
+        :raises InputError: when a helper could not read an input (the same one-line error).
+        :raises RuntimeError: when a helper failed otherwise or died.
+        """
+        results = []
+        for process, out_dir in self._processes:
+            process.join()
+            path = out_dir / "result.pickle"
+            if not path.exists():
+                raise RuntimeError(f"analysis helper {process.name} died (exit code {process.exitcode})")
+            with open(path, "rb") as handle:
+                status, value = pickle.load(handle)
+            if status == "input_error":
+                raise InputError(value)
+            if status != "ok":
+                raise RuntimeError(f"analysis helper {process.name} failed: {value}")
+            results.append(value)
+        return results
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for process, _out_dir in self._processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _helper_main(target: Callable[..., Any], args: tuple[Any, ...], result_path: Path) -> None:
+    """A helper's body: run ``target`` and leave ``(status, value)`` in ``result_path``."""
+    try:
+        outcome: tuple[str, Any] = ("ok", target(*args))
+    except InputError as exc:
+        outcome = ("input_error", str(exc))
+    except BaseException as exc:  # reported by the driver; a helper prints no traceback
+        outcome = ("error", f"{type(exc).__name__}: {exc}")
+    temp = result_path.with_suffix(".tmp")
+    with open(temp, "wb") as handle:
+        pickle.dump(outcome, handle)
+    os.replace(temp, result_path)
