@@ -126,6 +126,13 @@ def streamer_argv(case: Case, args: argparse.Namespace) -> list[str]:
     return argv
 
 
+@tool("streamer-1w", ok_codes=(0, 1), manifest=True)
+def streamer_one_worker_argv(case: Case, args: argparse.Namespace) -> list[str]:
+    """streamer in one process (``--workers 1``), beside the default (``auto``: up to 2)."""
+    return [sys.executable, "-m", "streamer", "analyze", "--no-progress", "--workers", "1",
+            *_analyze_flags(case, "out-streamer-1w")]
+
+
 @tool("floor-fast", ok_codes=(0,), manifest=False)
 def floor_fast_argv(case: Case, args: argparse.Namespace) -> list[str]:
     return [sys.executable, str(Path(common.__file__).resolve()), "floor", "fast", case.ws_file.name]
@@ -239,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                              "dir, first on PYTHONPATH) instead of the working tree, e.g. HEAD")
     parser.add_argument("--streamer-label", default="streamer", help="its name in the results (default streamer)")
     parser.add_argument("--tools", default=None,
-                        help="comma-separated subset of reference,streamer,floor-fast,floor-stdlib (default all)")
+                        help="comma-separated subset of reference,streamer,streamer-1w,floor-fast,floor-stdlib (default all)")
     parser.add_argument("--work-dir", type=Path, default=common.DEFAULT_WORK_DIR,
                         help="where captures are cached (default benchmarks/_work)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per run (default none)")
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         for item in TOOLS:
             if item.name not in wanted:
                 continue
-            row = measure(case, item, args, streamer_env if item.name == "streamer" else env, log)
+            row = measure(case, item, args, streamer_env if item.name.startswith("streamer") else env, log)
             failed = failed or str(row.get("note", "")).startswith("FAILED")
             row.update({"lines": case.ws_lines, "markets": args.markets, "seed": args.seed,
                         "input_mb": case.ws_bytes / common.MB, "gz_mb": case.ws_gz_bytes / common.MB,

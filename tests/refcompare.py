@@ -61,10 +61,13 @@ CAPTURE_FILES = {
 }
 
 
-def write_capture(workdir: Path, ws_lines: list[bytes], rest_lines: list[bytes]) -> str:
+def write_capture(workdir: Path, ws_lines: list[bytes], rest_lines: list[bytes],
+                  markets: list[list[str]] | None = None) -> str:
     """A gzip websocket file and a gzip REST file of raw lines, and a 10B manifest naming them.
 
-    Returns the 10B manifest's path (relative to ``workdir``, as are the paths inside it).
+    ``markets`` lists token ids per market (the manifest's ``markets``, which the reference
+    ignores and ``analyze --workers`` deals into shares). Returns the 10B manifest's path
+    (relative to ``workdir``, as are the paths inside it).
     """
     write_jsonl_gz(workdir / CAPTURE_FILES["ws"], [], raw_lines=ws_lines)
     write_jsonl_gz(workdir / CAPTURE_FILES["rest"], [], raw_lines=rest_lines)
@@ -75,6 +78,10 @@ def write_capture(workdir: Path, ws_lines: list[bytes], rest_lines: list[bytes])
             {"path": CAPTURE_FILES["rest"], "kind": "rest_books_checkpoints"},
         ],
     }
+    if markets is not None:
+        manifest["markets"] = [{"condition_id": f"0xmarket{number}", "market_slug": f"market-{number}",
+                                "tokens": [{"token_id": token, "outcome": "Yes"} for token in tokens]}
+                               for number, tokens in enumerate(markets)]
     (workdir / CAPTURE_FILES["manifest_10b"]).write_text(json.dumps(manifest))
     return CAPTURE_FILES["manifest_10b"]
 
@@ -113,11 +120,13 @@ def load_manifest(path: Path) -> Any:
     return json.loads(path.read_text(), parse_constant=lambda name: NAN if name == "NaN" else float(name))
 
 
-def run_both(workdir: Path, flags: dict[str, str], extra: list[str] | None = None) -> dict[str, Any]:
-    """Run the reference and streamer with the same flags; return both outcomes."""
+def run_both(workdir: Path, flags: dict[str, str], extra: list[str] | None = None, workers: int = 1
+             ) -> dict[str, Any]:
+    """Run the reference and streamer (``--workers``) with the same flags; return both outcomes."""
     outcome: dict[str, Any] = {}
     for name, command in (("reference", [sys.executable, str(REFERENCE)]),
-                          ("streamer", [sys.executable, "-m", "streamer", "analyze", "--no-progress"])):
+                          ("streamer", [sys.executable, "-m", "streamer", "analyze", "--no-progress",
+                                        "--workers", str(workers)])):
         manifest = f"out-{name}/manifest.json"
         report = f"out-{name}/report.md"
         argv = command + [item for pair in flags.items() for item in pair] + (extra or []) + [

@@ -59,10 +59,10 @@ def _flags(context_limit: int, evidence_seconds: int) -> list[str]:
     return ["--context-limit", str(context_limit), "--price-evidence-seconds", str(evidence_seconds)]
 
 
-def _compare(work: Path, rows: list[dict[str, Any]], extra: list[str]) -> dict[str, Any]:
+def _compare(work: Path, rows: list[dict[str, Any]], extra: list[str], workers: int = 1) -> dict[str, Any]:
     """Write the analysis inputs, run both programs, assert they agree; return both outcomes."""
     flags = refcompare.write_analysis_inputs(work, MANIFEST_10B, rows)
-    outcome = refcompare.run_both(work, flags, extra)
+    outcome = refcompare.run_both(work, flags, extra, workers)
     refcompare.assert_same(outcome)
     return outcome
 
@@ -104,6 +104,7 @@ def synth_cases(draw: st.DrawFn) -> dict[str, Any]:
         "shuffle_seed": draw(st.integers(0, 2**16)),
         "context_limit": draw(st.sampled_from(CONTEXT_LIMITS)),
         "evidence_seconds": draw(st.sampled_from(EVIDENCE_SECONDS)),
+        "workers": draw(st.sampled_from([1, 2, 3])),
     }
 
 
@@ -129,9 +130,10 @@ def test_synth_captures_equal_reference(case: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rows = _reorder(_synth_rows(work, case["shape"], case["seed"]), case["order"], case["shuffle_seed"])
-        outcome = _compare(work, rows, _flags(case["context_limit"], case["evidence_seconds"]))
+        outcome = _compare(work, rows, _flags(case["context_limit"], case["evidence_seconds"]), case["workers"])
         event(f"gate {outcome['streamer']['manifest']['gate_status']}")
         event(f"second pass {bool(_streaming(outcome).get('second_passes'))}")
+        event(f"workers {_streaming(outcome)['workers']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,7 +510,16 @@ def hand_built_cases(draw: st.DrawFn) -> dict[str, Any]:
                          min_size=1, max_size=12))
     return {"ws_lines": ws_lines, "rest_lines": rest_lines, "rows": rows,
             "context_limit": draw(st.sampled_from([5] * 6 + [1] * 2 + [0] * 2)),
-            "evidence_seconds": evidence_seconds}
+            "evidence_seconds": evidence_seconds,
+            # a markets list lets --workers deal the tokens into shares (the reference ignores it)
+            "markets": draw(st.sampled_from(MARKET_LAYOUTS)),
+            "workers": draw(st.sampled_from([1, 2, 3]))}
+
+
+#: 10B markets lists for hand-built captures: none, pairs, a token listed twice, the ``None``
+#: token (events without an asset_id), a token no event names.
+MARKET_LAYOUTS = [None, [["101", "202"], ["303"]], [["101"], ["202"], ["303", "None"]],
+                  [["101", "303"], ["202", "101", "777"]], [["202"], ["101", UNSEEN], ["1", "None", "303"]]]
 
 
 @pytest.mark.requires_reference
@@ -517,9 +528,11 @@ def hand_built_cases(draw: st.DrawFn) -> dict[str, Any]:
 def test_hand_built_captures_equal_reference(case: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        refcompare.write_capture(work, case["ws_lines"], case["rest_lines"])
-        outcome = _compare(work, case["rows"], _flags(case["context_limit"], case["evidence_seconds"]))
+        refcompare.write_capture(work, case["ws_lines"], case["rest_lines"], case["markets"])
+        outcome = _compare(work, case["rows"], _flags(case["context_limit"], case["evidence_seconds"]),
+                           case["workers"])
         streaming = _streaming(outcome)
+        event(f"workers {streaming['workers']}")
         event(f"gate {outcome['streamer']['manifest']['gate_status']}")
         event(f"misses {bool(streaming.get('context_misses'))}")
         event(f"exact recomputation {streaming.get('exact_recomputation')}")

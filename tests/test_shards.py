@@ -1,0 +1,182 @@
+"""Sharded analyze (``--workers``): the deal of markets into shares, the helper processes, and
+outputs equal to a single process's whatever the number of workers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamer import batch, shards
+from streamer.errors import InputError
+from streamer.synth import CaptureShape, generate_capture
+from tests import refcompare
+from tests.oracle import reconstruct
+
+MANIFEST_10B = refcompare.CAPTURE_FILES["manifest_10b"]
+
+
+# -- the deal --------------------------------------------------------------------------------
+
+token_ids = st.sampled_from(["1", "2", "3", "4", "5", "6", "None", "x"])
+market_layouts = st.lists(st.tuples(st.sampled_from(["0xa", "0xb", "0xc", "0xd", 7]),
+                                    st.lists(token_ids, max_size=3)), max_size=8)
+
+
+@given(markets=market_layouts, workers=st.integers(1, 4))
+def test_shares_are_disjoint_listed_tokens_without_none(markets: list[tuple[Any, list[str]]], workers: int) -> None:
+    shares = shards.plan_shares(markets, workers)
+    listed = {token for _market, tokens in markets for token in tokens}
+    assert len(shares) <= workers - 1
+    seen: set[str] = set()
+    for share in shares:
+        assert share, "an empty share starts a helper for nothing"
+        assert share <= listed - {"None"}
+        assert not share & seen, "a token in two shares would be answered twice"
+        seen |= share
+    # a market's tokens stay together (tokens listed under one market id only)
+    owners: dict[str, set[Any]] = {}
+    for market, tokens in markets:
+        for token in tokens:
+            owners.setdefault(token, set()).add(market)
+    for market in {market for market, _tokens in markets}:
+        own = {token for other, tokens in markets if other == market for token in tokens
+               if token != "None" and owners[token] == {market}}
+        holders = {next((number for number, share in enumerate(shares) if token in share), "driver")
+                   for token in own}
+        assert len(holders) <= 1
+
+
+def test_one_worker_or_one_market_means_no_helper() -> None:
+    markets = [("0xa", ["1", "2"]), ("0xb", ["3", "4"])]
+    assert shards.plan_shares(markets, 1) == []
+    assert shards.plan_shares([("0xa", ["1", "2"])], 4) == []
+    assert shards.plan_shares([("0xa", ["1"]), ("0xa", ["2"])], 4) == []  # one market, listed twice
+    assert shards.plan_shares([("0xa", ["None"]), ("0xb", ["3"])], 2) == []  # only one market with a token
+
+
+def test_driver_gets_the_lighter_share() -> None:
+    markets = [(f"0x{number}", [f"{number}a", f"{number}b"]) for number in range(10)]
+    shares = shards.plan_shares(markets, 2)
+    assert len(shares) == 1
+    assert len(shares[0]) == 2 * 6  # 6 markets to the helper, 4 to the driver (weight 0.8)
+
+
+def test_market_tokens_reads_the_manifest_list() -> None:
+    markets = [
+        {"condition_id": "0xa", "tokens": [{"token_id": "1"}, {"token_id": 2}, {"outcome": "No"}, "junk"]},
+        {"tokens": [{"token_id": "3"}]},  # no condition id: its position names it
+        {"condition_id": "0xa", "tokens": [{"token_id": "4"}]},
+        "junk",
+        {"condition_id": "0xb", "tokens": "junk"},
+    ]
+    assert shards.market_tokens(markets) == [("0xa", ["1", "2"]), (1, ["3"]), ("0xa", ["4"])]
+    assert shards.market_tokens({"not": "a list"}) == []
+    assert shards.market_tokens(None) == []
+
+
+# -- the helpers -----------------------------------------------------------------------------
+
+def _returns(value: Any, out_dir: Path) -> Any:
+    assert out_dir.is_dir()
+    return value
+
+
+def _raises_input_error(out_dir: Path) -> None:
+    raise InputError("cannot read ws.jsonl.gz: No such file or directory")
+
+
+def _raises(out_dir: Path) -> None:
+    raise ValueError("broken")
+
+
+def _dies(out_dir: Path) -> None:
+    os._exit(3)
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=["fork", "spawn"])
+def test_helpers_return_results_in_job_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    monkeypatch.setattr(shards.threading, "active_count", lambda: threads)  # 2: spawn, as with threads
+    with shards.Helpers(_returns, [("first",), ({"second": 2},)], tmp_path) as helpers:
+        assert helpers.results() == ["first", {"second": 2}]
+        assert helpers.dir is not None and helpers.dir.exists()
+    assert list(tmp_path.iterdir()) == [], "the helpers' files are removed"
+
+
+def test_no_jobs_start_nothing(tmp_path: Path) -> None:
+    with shards.Helpers(_returns, [], tmp_path / "never") as helpers:
+        assert helpers.results() == []
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("target, error, message", [
+    (_raises_input_error, InputError, "cannot read ws.jsonl.gz: No such file or directory"),
+    (_raises, RuntimeError, "failed: ValueError: broken"),
+    (_dies, RuntimeError, "died (exit code 3)"),
+])
+def test_a_failing_helper_is_one_clear_error(tmp_path: Path, target: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with shards.Helpers(target, [()], tmp_path) as helpers:
+            helpers.results()
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- outputs equal whatever the number of workers ---------------------------------------------
+
+def _analyze(work: Path, rows: list[dict[str, Any]], workers: int) -> tuple[dict[str, Any], str, str]:
+    flags = refcompare.write_analysis_inputs(work, MANIFEST_10B, rows)
+    out = work / f"out-{workers}"
+    config = batch.AnalyzeConfig(
+        manifest_10b=Path(flags["--manifest-10b"]), manifest_10c=Path(flags["--manifest-10c"]),
+        manifest_10bc=Path(flags["--manifest-10bc"]), orchestrator_review=Path(flags["--orchestrator-review"]),
+        output_manifest=out / "manifest.json", output_report=out / "report.md", workers=workers)
+    with contextlib.chdir(work):
+        outcome = batch.analyze(config)
+        manifest = refcompare.load_manifest(out / "manifest.json")
+        report = (out / "report.md").read_text()
+    streaming = manifest.pop("streaming")
+    for key in ("started_at_utc", "ended_at_utc"):
+        manifest.pop(key)
+    report = "\n".join(line for line in report.split("\n") if not line.startswith("Created: "))
+    return {**manifest, "workers": streaming["workers"]}, report, outcome.gate
+
+
+@settings(max_examples=int(os.environ.get("STREAMER_DIFF_EXAMPLES", "12")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(markets=st.integers(2, 5), ws_files=st.integers(1, 3), seed=st.integers(0, 2**32 - 1),
+       drop_rate=st.sampled_from([0.0, 0.05]), legacy=st.sampled_from([0.0, 0.3]),
+       unlisted=st.sampled_from([0.0, 0.2]), workers=st.sampled_from([2, 3, 5]))
+def test_outputs_equal_for_any_number_of_workers(markets: int, ws_files: int, seed: int, drop_rate: float,
+                                                 legacy: float, unlisted: float, workers: int) -> None:
+    shape = CaptureShape(markets=markets, ws_lines=1500, ws_files=ws_files, drop_rate=drop_rate,
+                         legacy_price_change_fraction=legacy, unlisted_token_rate=unlisted,
+                         rest_interval_seconds=1.0, rest_lag_ms=(-500, 1500), duplicate_rate=0.01)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        generate_capture(work / "capture", shape, seed, path_base=work)
+        with contextlib.chdir(work):
+            rows = reconstruct(Path(MANIFEST_10B))
+        single, single_report, single_gate = _analyze(work, rows, 1)
+        sharded, sharded_report, sharded_gate = _analyze(work, rows, workers)
+    assert single.pop("workers") == 1
+    assert 1 < sharded.pop("workers") <= workers
+    refcompare.assert_equal_manifests(single, sharded)
+    assert sharded_report == single_report
+    assert sharded_gate == single_gate
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two"])
+def test_cli_rejects_a_bad_workers_value(capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    from streamer import cli
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["analyze", "--workers", bad])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --workers" in err and "Traceback" not in err
