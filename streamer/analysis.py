@@ -51,10 +51,10 @@ class DivergenceAnalysis:
         their file when there is more than one).
     :param comparison_names: the comparison files likewise.
     :param work_dir: a private directory for spools (removed by :meth:`close`).
-    :param share: sharded analyze (:mod:`streamer.shards`): ``(held, foreign)``. Events of
-        ``foreign`` tokens are not indexed. A helper answers the rows of the tokens ``held``; the
-        driver (``held`` None) those of every token not in ``foreign``. Results then go, tagged
-        with their ordinal, to :attr:`results_path` for :meth:`merge_results`.
+    :param share: sharded analyze (:mod:`streamer.shards`): ``(held, foreign)``. A helper indexes
+        the events and answers the rows of the tokens ``held``; the driver (``held`` None) those of
+        every token not in ``foreign``. Results then go, tagged with their ordinal, to
+        :attr:`results_path` for :meth:`merge_results`.
     """
 
     #: Tokens this engine answers for: all (None), or a helper's share.
@@ -94,7 +94,8 @@ class DivergenceAnalysis:
         self._misses: IO[bytes] | None = None
         self.miss_count = 0
         self.join = ContextJoin(context_limit, evidence_seconds, self._on_result, self._on_miss)
-        self.join.foreign_tokens = self.foreign_tokens
+        if share is not None:
+            self.join.held_tokens, self.join.foreign_tokens = share
 
     # -- input ----------------------------------------------------------------------------------
 

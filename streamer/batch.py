@@ -285,13 +285,11 @@ def analyze(config: AnalyzeConfig) -> Outcome:
     shares = plan_shares(markets, config.workers)
     run = _Run(config.context_limit, config.price_evidence_seconds, ws_names, comparison_names,
                config.output_manifest, share=(None, frozenset().union(*shares)) if shares else None)
-    listed = frozenset(token for _market, tokens in markets for token in tokens)
     all_inputs = ws_inputs + rest_inputs + comparison_inputs
     progress = Progress.for_inputs(config.progress, all_inputs)
     gc_was_enabled = _quiet_gc()
     run.workers = 1 + len(shares)
-    helpers = Helpers(_analyze_share, [(*run.args, tokens, listed - tokens) for tokens in shares],
-                      Path(config.output_manifest).parent)
+    helpers = Helpers(_analyze_share, [(*run.args, tokens) for tokens in shares], Path(config.output_manifest).parent)
     try:
         with helpers:  # started before this process reads anything (no thread yet: fork is cheap)
             rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
@@ -327,18 +325,17 @@ def _second_pass(run: _Run, ws_inputs: list[InputStats], comparison_inputs: list
 
 
 def _analyze_share(context_limit: int, evidence_seconds: int, ws_names: list[str], comparison_names: list[str],
-                   tokens: frozenset[str], others: frozenset[str], out_dir: Path) -> dict[str, Any]:
+                   tokens: frozenset[str], out_dir: Path) -> dict[str, Any]:
     """A helper process of a sharded analyze: answer the rows of ``tokens`` (its markets).
 
-    Reads every websocket and comparison row as the driver does but indexes no event of the
-    listed tokens of ``others`` (the other shares); leaves its tagged results in ``out_dir`` and
-    returns its counters for the driver.
+    Reads every websocket and comparison row as the driver does but indexes only the events of
+    ``tokens``; leaves its tagged results in ``out_dir`` and returns its counters for the driver.
     """
     _quiet_gc()
     ws_inputs = [InputStats(Path(name), name, KIND_WS) for name in ws_names]
     comparison_inputs = [InputStats(Path(name), name, KIND_COMPARISON) for name in comparison_names]
     run = _Run(context_limit, evidence_seconds, ws_names, comparison_names, out_dir / "manifest.json",
-               share=(tokens, others))
+               share=(tokens, frozenset()))
     try:
         _analysis_pass(run.engine, ws_inputs, comparison_inputs, InputProblems(), Progress(False, [], 1), False)
         _second_pass(run, ws_inputs, comparison_inputs)

@@ -15,3 +15,7 @@ class InputError(StreamerError):
 
 class UsageError(StreamerError):
     """A flag value the command cannot honour (for example a negative context limit)."""
+
+
+class HelperError(StreamerError):
+    """A helper process of a parallel analyze failed or died (nothing is published)."""

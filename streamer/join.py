@@ -74,8 +74,10 @@ class ContextJoin:
     bounded by ``max_pending`` (beyond it the rows of the busiest token become misses).
     """
 
-    #: Tokens another process answers for (sharded analyze): their events are not indexed.
+    #: Sharded analyze: the events of ``foreign_tokens`` (the driver: other processes' tokens) are
+    #: not indexed; with ``held_tokens`` set (a helper), only the events of those are.
     foreign_tokens: frozenset[str] = frozenset()
+    held_tokens: frozenset[str] | None = None
 
     def __init__(self, context_limit: int, evidence_seconds: int, on_result: ResultSink,
                  on_miss: Callable[[Query], None], *, allowance_seconds: float = 5.0,
@@ -142,8 +144,9 @@ class ContextJoin:
             self.late_events += 1
         indexes = self.indexes
         foreign = self.foreign_tokens
+        held = self.held_tokens
         for token, token_parts in parts.items():
-            if token in foreign:
+            if token in foreign or (held is not None and token not in held):
                 continue
             index = indexes.get(token)
             if index is None:

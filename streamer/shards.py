@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import InputError
+from .errors import HelperError, InputError
 
 #: The driver's weight when markets are dealt: it also parses and hashes every line.
 DRIVER_WEIGHT = 0.8
@@ -134,20 +134,20 @@ class Helpers:
         """Wait for every helper; return their results.
 
         :raises InputError: when a helper could not read an input (the same one-line error).
-        :raises RuntimeError: when a helper failed otherwise or died.
+        :raises HelperError: when a helper failed otherwise or died.
         """
         results = []
         for process, out_dir in self._processes:
             process.join()
             path = out_dir / "result.pickle"
             if not path.exists():
-                raise RuntimeError(f"analysis helper {process.name} died (exit code {process.exitcode})")
+                raise HelperError(f"analysis helper {process.name} died (exit code {process.exitcode})")
             with open(path, "rb") as handle:
                 status, value = pickle.load(handle)
             if status == "input_error":
                 raise InputError(value)
             if status != "ok":
-                raise RuntimeError(f"analysis helper {process.name} failed: {value}")
+                raise HelperError(f"analysis helper {process.name} failed: {value}")
             results.append(value)
         return results
 

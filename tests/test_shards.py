@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamer import batch, shards
-from streamer.errors import InputError
+from streamer.errors import HelperError, InputError
 from streamer.synth import CaptureShape, generate_capture
 from tests import refcompare
 from tests.oracle import reconstruct
@@ -117,8 +117,8 @@ def test_no_jobs_start_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target, error, message", [
     (_raises_input_error, InputError, "cannot read ws.jsonl.gz: No such file or directory"),
-    (_raises, RuntimeError, "failed: ValueError: broken"),
-    (_dies, RuntimeError, "died (exit code 3)"),
+    (_raises, HelperError, "failed: ValueError: broken"),
+    (_dies, HelperError, "died (exit code 3)"),
 ])
 def test_a_failing_helper_is_one_clear_error(tmp_path: Path, target: Any, error: type, message: str) -> None:
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -180,3 +180,23 @@ def test_cli_rejects_a_bad_workers_value(capsys: pytest.CaptureFixture[str], bad
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "argument --workers" in err and "Traceback" not in err
+
+
+def _broken_share(*args: Any) -> None:
+    raise ValueError("a bug in a helper")
+
+
+def test_a_failing_helper_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                run_cli: Any) -> None:
+    generate_capture(tmp_path / "capture", CaptureShape(markets=2, ws_lines=400), 7, path_base=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    flags = refcompare.write_analysis_inputs(tmp_path, MANIFEST_10B, reconstruct(Path(MANIFEST_10B)))
+    monkeypatch.setattr(batch, "_analyze_share", _broken_share)
+    monkeypatch.setattr(shards.threading, "active_count", lambda: 1)  # fork: the helper runs the patch
+    run = run_cli("analyze", "--workers", "2", *[item for pair in flags.items() for item in pair],
+                  "--output-manifest", "out/manifest.json", "--output-report", "out/report.md")
+    assert run.code == 2
+    assert run.stdout == []
+    assert len(run.stderr) == 1 and "analysis helper streamer-share-1 failed: ValueError: a bug in a helper" in run.stderr[0]
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert [path.name for path in (tmp_path / "out").iterdir()] == [], "spools and helper files are removed"
