@@ -325,12 +325,16 @@ def main(argv: list[str] | None = None) -> int:
                 line.update({"reference_s": ok["reference"]["wall_s_median"],
                              "speedup_vs_reference": ok["reference"]["streamer_speedup"],
                              "speedup_cpu": _ratio(ok["reference"]["cpu_s_median"], s_row["cpu_s_median"])})
-                left, right = ok["reference"].get("_manifest"), s_row.get("_manifest")
-                if left is not None and right is not None:
-                    from tests.refcompare import comparable
+                from tests.refcompare import comparable
 
-                    equal = comparable(left) == comparable(right) and ok["reference"]["exit_code"] == s_row["exit_code"]
-                    s_row["manifest_equal"] = line["manifest_equal"] = equal
+                left = ok["reference"].get("_manifest")
+                for other in (s_row, ok.get("streamer-1w")):
+                    right = other.get("_manifest") if other else None
+                    if left is None or right is None:
+                        continue
+                    equal = comparable(left) == comparable(right) and ok["reference"]["exit_code"] == other["exit_code"]
+                    other["manifest_equal"] = equal
+                    line["manifest_equal"] = line.get("manifest_equal", True) and equal
                     if not equal:
                         log(f"  MANIFESTS DIFFER at {case.ws_lines} lines (see {case.directory}/out-*/manifest.json)")
             for floor in ("floor-fast", "floor-stdlib"):

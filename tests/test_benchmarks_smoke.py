@@ -69,10 +69,11 @@ def test_bench_analyze_tiny(tmp_path: Path) -> None:
     comments, rows = csv_rows(out.read_text())
     assert {c.split(":")[0] for c in comments} >= {"# python", "# cpu", "# date", "# commit", "# streamer_cmd"}
     tools = [(row["lines"], row["tool"]) for row in rows]
-    assert tools == [(n, t) for n in ("1500", "3000") for t in ("reference", "streamer", "floor-fast", "floor-stdlib")]
+    assert tools == [(n, t) for n in ("1500", "3000")
+                     for t in ("reference", "streamer", "streamer-1w", "floor-fast", "floor-stdlib")]
     for row in rows:
         assert row["note"] == "" or (row["tool"] == "reference" and not REFERENCE.is_file()), row
-        if row["tool"] == "streamer":
+        if row["tool"].startswith("streamer"):
             assert float(row["wall_s_median"]) > 0 and float(row["peak_rss_mib"]) > 0
             # manifest equality is the differential tests' business; here only that it was checked
             assert row["manifest_equal"] in (("true", "false") if REFERENCE.is_file() else ("",))
