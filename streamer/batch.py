@@ -407,7 +407,7 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
         if not ws_rows % SWEEP_EVERY:
             join.sweep()
             progress.rows = ws_rows
-            progress.divergences = engine.aggregates.divergence_results
+            progress.divergences = engine.aggregates.divergent_rows  # every share's, as read
     while head is not None:
         _take(engine, head, math.inf)
         head = next(comparisons, None)
