@@ -12,6 +12,7 @@ import gc
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -22,8 +23,8 @@ from typing import Any, Callable, Iterator
 from . import __version__
 from .analysis import ANALYZER_NAME, DivergenceAnalysis, iso_z
 from .classify import Query
-from .decoders import FAST_ERRORS, GZIP_BACKEND, JSON_BACKEND, fallback_loads, fast_loads
-from .errors import InputError, UsageError
+from .decoders import FAST_ERRORS, GZIP_BACKEND, JSON_BACKEND, fallback_loads, fast_loads, loads
+from .errors import HelperError, InputError, UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import analysis_parts, parse_time_us
@@ -518,6 +519,8 @@ class RunConfig(ReconstructConfig):
     output_report: Path = DEFAULT_OUTPUT_REPORT
     context_limit: int = 5
     price_evidence_seconds: int = 10
+    #: 2 or more: the analysis runs in a helper process beside the reconstruction (same outputs)
+    workers: int = 1
 
 
 def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_inputs: list[InputStats],
@@ -630,6 +633,68 @@ def optional_manifests(config: RunConfig) -> list[Any]:
             for path in (config.manifest_10bc, config.orchestrator_review)]
 
 
+def relayed_analysis(messages: Any, ws_names: list[str], rows_name: str, context_limit: int,
+                     evidence_seconds: int, output_manifest: Path, out_dir: Path) -> Outcome:
+    """The analysis half of ``run --workers 2``, in a helper process.
+
+    Reads the websocket files itself and replays, from the driver's :attr:`RunSession.relay`
+    messages (``messages.recv()``), the calls a one-process run makes on its analysis, in the
+    same order and at the same stream positions: so the results are the same, while the driver
+    only reconstructs. Ends with the driver's ``("publish", arguments)``: the second pass, then
+    the divergence manifest and report; returns their :class:`Outcome`.
+    """
+    _quiet_gc()
+    analysis = _Run(context_limit, evidence_seconds, list(ws_names), [rows_name], output_manifest)
+    engine = analysis.engine
+    join = engine.join
+    fresh = [InputStats(Path(name), name, KIND_WS) for name in ws_names]
+    rows = iter_ws_rows(fresh, InputProblems(), hashed=False)
+    pending = next(rows, None)
+    fed = 0
+
+    def feed(upto: float) -> None:
+        nonlocal pending, fed
+        while pending is not None and pending[0] <= upto:
+            key, row, value, _raw = pending
+            fed += 1
+            join.advance(row[4])
+            parts = analysis_parts(value.get("json"))
+            if parts:
+                join.index(key, row, parts)
+            if not fed % SWEEP_EVERY:
+                join.sweep()
+            pending = next(rows, None)
+
+    driver = multiprocessing.parent_process()
+    try:
+        while True:
+            while not messages.poll(1.0):
+                if driver is not None and not driver.is_alive():
+                    raise HelperError("the run driver went away")
+            message = messages.recv()
+            kind = message[0]
+            if kind == "upto":
+                feed(message[1])
+            elif kind == "take":
+                feed(message[1])
+                for line, ordinal, serialized in message[2]:
+                    query = engine.comparison_row(0, line, loads(serialized), ordinal=ordinal)
+                    if query is not None:
+                        join.take(query, engine.ws_file_of(query), message[1])
+            elif kind == "defer":
+                for line, ordinal, serialized in message[1]:
+                    query = engine.comparison_row(0, line, loads(serialized), ordinal=ordinal)
+                    if query is not None:
+                        engine.defer(query)
+            elif kind == "end":
+                feed(math.inf)
+                join.close()
+            else:  # "publish": everything the driver knows, once its pass is over
+                return _publish_analysis_of_run(analysis, message[1])
+    finally:
+        analysis.close()
+
+
 def run(config: RunConfig) -> Outcome:
     """Reconstruct and analyze in one pass over the websocket input; write all four outputs.
 
@@ -643,6 +708,10 @@ def run(config: RunConfig) -> Outcome:
     started = iso_z()
     m10b, ws_inputs, rest_inputs = _reconstruction_inputs(config)
     optional = optional_manifests(config)
+    if config.context_limit < 0:
+        raise UsageError("--context-limit must be 0 or more")
+    if config.workers > 1:
+        return _run_relayed(config, m10b, optional, ws_inputs, rest_inputs, started)
     problems = InputProblems()
     session = RunSession.for_run(markets_by_token(m10b), [s.name for s in ws_inputs], [s.name for s in rest_inputs],
                                  top_n=config.top_n, context_limit=config.context_limit,
@@ -657,6 +726,52 @@ def run(config: RunConfig) -> Outcome:
         if gc_was_enabled:
             gc.enable()
     return outcome
+
+
+def _run_relayed(config: RunConfig, m10b: Any, optional: list[Any], ws_inputs: list[InputStats],
+                 rest_inputs: list[InputStats], started: str) -> Outcome:
+    """``run`` in two processes: this one reconstructs, a helper analyzes (:func:`relayed_analysis`)."""
+    problems = InputProblems()
+    reconstructor = Reconstructor(markets_by_token(m10b), [s.name for s in ws_inputs],
+                                  [s.name for s in rest_inputs], config.top_n)
+    session = RunSession(reconstructor, None)
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    job = (receiver, [s.name for s in ws_inputs], str(config.output_rows), config.context_limit,
+           config.price_evidence_seconds, Path(config.output_manifest))
+    helpers = Helpers(relayed_analysis, [job], Path(config.output_manifest).parent)
+    gc_was_enabled = _quiet_gc()
+    try:
+        with helpers:
+            receiver.close()  # the helper's end
+            session.relay = _Relay(sender, helpers)
+            rows = _rows_pass(session, config, ws_inputs, rest_inputs, problems)
+            publish = _finish_reconstruction(session, config, m10b, optional, ws_inputs, rest_inputs, rows,
+                                             problems, started, None, None)
+            session.relay(("publish", publish))
+            sender.close()
+            outcome: Outcome = helpers.results()[0]
+    finally:
+        sender.close()
+        if gc_was_enabled:
+            gc.enable()
+    outcome.written.update({"rows": Path(config.output_rows), "manifest_10c": Path(config.manifest_10c)})
+    outcome.reconstruction_gate = reconstructor.gate()
+    return outcome
+
+
+class _Relay:
+    """Sends a run's analysis messages to its helper; a helper gone is reported as its own error."""
+
+    def __init__(self, sender: Any, helpers: Helpers) -> None:
+        self._send = sender.send
+        self._helpers = helpers
+
+    def __call__(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._send(message)
+        except (BrokenPipeError, ConnectionResetError):
+            self._helpers.results()  # raises the helper's error
+            raise HelperError("the analysis helper stopped reading") from None
 
 
 def finish_run(session: RunSession, config: RunConfig, m10b: Any, optional: list[Any], ws_inputs: list[InputStats],
@@ -675,6 +790,16 @@ def finish_run(session: RunSession, config: RunConfig, m10b: Any, optional: list
     """
     analysis = session.analysis
     assert analysis is not None, "finish_run needs a session with an analysis"
+    publish = _finish_reconstruction(session, config, m10b, optional, ws_inputs, rest_inputs, rows, problems,
+                                     started, fix_10c, extra_fields)
+    return _publish_run(analysis, session.reconstructor, config, publish)
+
+
+def _finish_reconstruction(session: RunSession, config: RunConfig, m10b: Any, optional: list[Any],
+                           ws_inputs: list[InputStats], rest_inputs: list[InputStats], rows: GzipRowsWriter,
+                           problems: InputProblems, started: str, fix_10c: Callable[[bytes], bytes] | None,
+                           extra_fields: dict[str, Any] | None) -> dict[str, Any]:
+    """Write the 10C manifest; return what publishing the analysis needs (picklable)."""
     reconstructor = session.reconstructor
     ws_rows = session.ws_rows
     rows_name = str(config.output_rows)
@@ -685,8 +810,6 @@ def finish_run(session: RunSession, config: RunConfig, m10b: Any, optional: list
     write_atomic(Path(config.manifest_10c), manifest_10c)
     rows_stats = InputStats(Path(rows_name), rows_name, KIND_COMPARISON)
     rows_stats.size, rows_stats.sha256 = rows.size, rows.sha256
-    # (A second pass reads the files again: copies, so that the artifacts stay what the first pass read.)
-    _second_pass(analysis, [copy.copy(stats) for stats in ws_inputs], [rows_stats])
     known = {stats.path.resolve(): (stats.size, stats.sha256) for stats in [*inputs, rows_stats]}
     known[Path(config.manifest_10c).resolve()] = (len(manifest_10c), hashlib.sha256(manifest_10c).hexdigest())
     known[m10b.path.resolve()] = (m10b.size, m10b.sha256)
@@ -703,9 +826,23 @@ def finish_run(session: RunSession, config: RunConfig, m10b: Any, optional: list
     gates = {"10b": m10b.get("gate_status"), "10c": reconstructor.gate(),
              "10bc": m10bc.get("gate_status") if m10bc is not None else None,
              "orchestrator_review": review.gate() if review is not None else None}
-    outcome = _publish_analysis(analysis, manifests, gates, ws_inputs, rest_inputs, [rows_stats],
-                                reconstructor.rest_rows, ws_rows, known, problems, started,
-                                config.output_manifest, config.output_report, extra_fields)
+    return {"manifests": manifests, "gates": gates, "ws_inputs": ws_inputs, "rest_inputs": rest_inputs,
+            "comparison_inputs": [rows_stats], "rest_rows": reconstructor.rest_rows, "ws_rows": ws_rows,
+            "known": known, "problems": problems, "started": started,
+            "output_manifest": config.output_manifest, "output_report": config.output_report,
+            "extra_fields": extra_fields}
+
+
+def _publish_analysis_of_run(analysis: _Run, publish: dict[str, Any]) -> Outcome:
+    """The second pass over the websocket files, then the divergence manifest and report."""
+    # (The second pass reads the files again: copies, so that the artifacts stay what the first pass read.)
+    _second_pass(analysis, [copy.copy(stats) for stats in publish["ws_inputs"]], publish["comparison_inputs"])
+    return _publish_analysis(analysis, **publish)
+
+
+def _publish_run(analysis: _Run, reconstructor: Reconstructor, config: RunConfig,
+                 publish: dict[str, Any]) -> Outcome:
+    outcome = _publish_analysis_of_run(analysis, publish)
     outcome.written.update({"rows": Path(config.output_rows), "manifest_10c": Path(config.manifest_10c)})
     outcome.reconstruction_gate = reconstructor.gate()
     return outcome

@@ -39,6 +39,12 @@ def _workers(text: str) -> int:
     return value
 
 
+def _workers_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=_workers, metavar="N", default="auto",
+                        help=f"{what}: a number, or auto (the usable CPUs, at most 2; the default). "
+                             "The outputs are the same for any N")
+
+
 def _progress_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="never show progress on stderr (it is shown only on a terminal anyway)")
@@ -69,9 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=batch.DEFAULT_ORCHESTRATOR_REVIEW,
                          help="orchestrator review, for its gate (default %(default)s)")
     _analysis_flags(analyze)
-    analyze.add_argument("--workers", type=_workers, metavar="N", default="auto",
-                         help="processes sharing the markets: a number, or auto (the usable CPUs, at most 2; "
-                              "the default). The outputs are the same for any N")
+    _workers_flag(analyze, "processes sharing the markets")
     _progress_flag(analyze)
     analyze.set_defaults(handler=_analyze)
 
@@ -105,6 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help=f"orchestrator review, for its gate (optional; read when given or present at "
                           f"{batch.DEFAULT_ORCHESTRATOR_REVIEW})")
     _analysis_flags(run)
+    _workers_flag(run, "processes: 2 or more runs the analysis in a second process beside the reconstruction")
     _progress_flag(run)
     run.set_defaults(handler=_run)
 
@@ -222,7 +227,7 @@ def _run_config(args: argparse.Namespace) -> batch.RunConfig:
         orchestrator_review=_optional(args.orchestrator_review, batch.DEFAULT_ORCHESTRATOR_REVIEW),
         output_manifest=args.output_manifest, output_report=args.output_report,
         context_limit=args.context_limit, price_evidence_seconds=args.price_evidence_seconds,
-        progress=args.progress)
+        progress=args.progress, workers=args.workers)
 
 
 def _run_lines(config: batch.RunConfig, outcome: batch.Outcome) -> list[str]:

@@ -22,6 +22,8 @@ from .reconstruct import Anomalies, Reconstructor, comparison_row_count
 
 #: Websocket rows between sweeps of the join's idle tokens.
 SWEEP_EVERY = 1 << 16
+#: Websocket rows between two progress messages to a relayed analysis (see RunSession.relay).
+RELAY_EVERY = 1 << 12
 
 
 def rest_time_us(rest_row: dict[str, Any]) -> int | None:
@@ -90,7 +92,16 @@ class RunSession:
     :param reconstructor: the books.
     :param analysis: the divergence analysis, or None for ``reconstruct`` alone.
     :param rows: the comparison rows' sink (may be set later, before the first checkpoint).
+
+    :attr:`relay`, when set (``run --workers 2``, analysis None), receives what the analysis
+    would have been given, in order, for a helper process that runs it (:func:`relayed_analysis`):
+    ``("upto", key)`` (the websocket rows up to ``key`` are fed), ``("take", key, rows)`` (the
+    comparison rows of a checkpoint, taken with the stream at ``key``), ``("defer", rows)``
+    (late checkpoints' rows, for the second pass) and ``("end",)``; ``rows`` are
+    ``(comparison line, ordinal, serialized row)``.
     """
+
+    relay: Callable[[tuple[Any, ...]], None] | None = None
 
     def __init__(self, reconstructor: Reconstructor, analysis: AnalysisRun | None,
                  rows: RowsSink | None = None) -> None:
@@ -133,6 +144,8 @@ class RunSession:
             self.max_us = received_us
         self.reconstructor.apply(row[0], row[1], value, received_us, raw)
         analysis = self.analysis
+        if self.relay is not None and not self.ws_rows % RELAY_EVERY:
+            self.relay(("upto", key))
         if analysis is not None:
             join = analysis.engine.join
             join.advance(received_us)
@@ -162,15 +175,21 @@ class RunSession:
                 return count
         key = self.previous_key if stream_key is None else stream_key
         analysis = self.analysis
+        relayed: list[tuple[int, int, bytes]] = []
         written = 0
         for comparison in self.reconstructor.compare(file_index, line, rest_row):
-            rows.write(dumps(comparison))
+            serialized = dumps(comparison)
+            rows.write(serialized)
             written += 1
             if analysis is not None:
                 engine = analysis.engine
                 query = engine.comparison_row(0, rows.rows, comparison, ordinal=rows.rows - 1)
                 if query is not None:
                     engine.join.take(query, engine.ws_file_of(query), key)
+            elif self.relay is not None:
+                relayed.append((rows.rows, rows.rows - 1, serialized))
+        if relayed:
+            self.relay(("take", key, relayed))  # type: ignore[misc]
         return written
 
     def _is_late(self, rest_row: dict[str, Any]) -> bool:
@@ -207,6 +226,7 @@ class RunSession:
         rows_iter = iter(ws_rows())
         pending = next(rows_iter, None)
         compared = Anomalies()
+        relayed: list[tuple[int, int, bytes]] = []
         for stamp, place, _count, file_index, line, rest_row in sorted(self.late, key=lambda item: item[:2]):
             while pending is not None and not (pending[1][4] is not None and pending[1][4] > stamp):
                 _key, row, value, raw = pending
@@ -216,12 +236,17 @@ class RunSession:
             comparisons = replay.compare(file_index, line, rest_row)
             replay.anomalies = ws_anomalies
             for offset, comparison in enumerate(comparisons):
-                rows.write_at(place + offset, dumps(comparison))  # type: ignore[union-attr]
+                serialized = dumps(comparison)
+                rows.write_at(place + offset, serialized)  # type: ignore[union-attr]
                 if self.analysis is not None:
                     engine = self.analysis.engine
                     query = engine.comparison_row(0, place + offset + 1, comparison, ordinal=place + offset)
                     if query is not None:
                         engine.defer(query)
+                elif self.relay is not None:
+                    relayed.append((place + offset + 1, place + offset, serialized))
+        if relayed:
+            self.relay(("defer", relayed))  # type: ignore[misc]
         main.comparison_rows += replay.comparison_rows
         main.status_counts.update(replay.status_counts)
         main.anomalies.merge(compared)
@@ -233,6 +258,8 @@ class RunSession:
         """The websocket stream has ended (after the last checkpoints): finish every pending row."""
         if self.analysis is not None:
             self.analysis.engine.join.close()
+        elif self.relay is not None:
+            self.relay(("end",))
 
     def close(self) -> None:
         """Close the analysis spools and remove its work directory."""
