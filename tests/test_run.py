@@ -48,25 +48,28 @@ def _reconstruct_then_analyze(manifest_10b: str) -> tuple[int, int, list[str]]:
     return code_r, code_a, out_r + out_a
 
 
-def _run(manifest_10b: str, *, prior: bool = True) -> tuple[int, list[str], list[str]]:
+def _run(manifest_10b: str, *, prior: bool = True, workers: int = 1) -> tuple[int, list[str], list[str]]:
     extra = ["--manifest-10bc", PRIOR["manifest_10bc"], "--orchestrator-review", PRIOR["review"]] if prior else []
-    return cli_call("run", "--no-progress", "--manifest-10b", manifest_10b, "--output-rows", OUT["rows"],
-                    "--manifest-10c", OUT["manifest_10c"], "--output-manifest", OUT["manifest"],
-                    "--output-report", OUT["report"], *extra)
+    return cli_call("run", "--no-progress", "--workers", str(workers), "--manifest-10b", manifest_10b,
+                    "--output-rows", OUT["rows"], "--manifest-10c", OUT["manifest_10c"],
+                    "--output-manifest", OUT["manifest"], "--output-report", OUT["report"], *extra)
 
 
 def _report_lines(path: Path) -> list[str]:
     return [line for line in path.read_text().split("\n") if not line.startswith("Created: ")]
 
 
-def assert_run_equals_separate(manifest_10b: str) -> dict[str, Any]:
-    """Run both ways from the current directory; returns the divergence manifest of ``run``."""
+def assert_run_equals_separate(manifest_10b: str, workers: int = 1) -> dict[str, Any]:
+    """Run both ways from the current directory; returns the divergence manifest of ``run``.
+
+    ``workers`` 2: ``run`` analyzes in a helper process fed by the reconstruction's relay.
+    """
     _write_prior()
     _, code_analyze, stdout_separate = _reconstruct_then_analyze(manifest_10b)
     separate = Path("separate")
     shutil.rmtree(separate, ignore_errors=True)
     Path("out").rename(separate)
-    code_run, stdout_run, stderr_run = _run(manifest_10b)
+    code_run, stdout_run, stderr_run = _run(manifest_10b, workers=workers)
 
     def aside(name: str) -> Path:
         return separate / Path(OUT[name]).relative_to("out")
@@ -104,11 +107,12 @@ SYNTH_CASES = {
 }
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("case", sorted(SYNTH_CASES))
-def test_run_equals_reconstruct_then_analyze_on_synthetic_captures(workdir: Path, case: str) -> None:
+def test_run_equals_reconstruct_then_analyze_on_synthetic_captures(workdir: Path, case: str, workers: int) -> None:
     shape, seed = SYNTH_CASES[case]
     capture = generate_capture(Path("capture"), shape, seed, path_base=Path("."))
-    manifest = assert_run_equals_separate(capture.manifest_10b.as_posix())
+    manifest = assert_run_equals_separate(capture.manifest_10b.as_posix(), workers)
     statuses = manifest["comparison_status_counts"]
     if case == "clean":
         assert manifest["gate_status"] == GATE_PASS and set(statuses) == {"match"}
@@ -147,10 +151,11 @@ def _hand_capture(case: str) -> str:
     raise AssertionError(case)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("case", ["size-only-lag", "untimed-checkpoint", "unparseable-ws-time", "ws-out-of-order",
                                   "rest-out-of-order", "malformed-lines", "multi-file-no-checkpoint"])
-def test_run_equals_reconstruct_then_analyze_on_hand_built_captures(workdir: Path, case: str) -> None:
-    manifest = assert_run_equals_separate(_hand_capture(case))
+def test_run_equals_reconstruct_then_analyze_on_hand_built_captures(workdir: Path, case: str, workers: int) -> None:
+    manifest = assert_run_equals_separate(_hand_capture(case), workers)
     if case == "size-only-lag":
         assert manifest["comparison_status_counts"] == {"divergent": 1, "match": 1}
         assert manifest["gate_status"] == GATE_PASS  # exit 0 although a row is divergent
@@ -204,12 +209,13 @@ def test_run_unusable_input_exits_2_and_writes_nothing(workdir: Path, run_cli: C
     assert not Path("out").exists()
 
 
-def test_run_answers_rest_rows_out_of_time_order_exactly(workdir: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_answers_rest_rows_out_of_time_order_exactly(workdir: Path, workers: int) -> None:
     """A checkpoint behind the stream is compared at its own time (a replay), in run as in reconstruct."""
     from tests import oracle
 
     manifest = _hand_capture("rest-out-of-order")
-    divergence = assert_run_equals_separate(manifest)
+    divergence = assert_run_equals_separate(manifest, workers)
     assert read_rows(OUT["rows"]) == oracle.reconstruct(Path(manifest))
     anomalies = json.loads(Path(OUT["manifest_10c"]).read_text())["anomalies"]
     assert anomalies["late_rest_checkpoint"]["count"] == 2

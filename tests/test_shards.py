@@ -200,3 +200,72 @@ def test_a_failing_helper_from_the_command_line(tmp_path: Path, monkeypatch: pyt
     assert len(run.stderr) == 1 and "analysis helper streamer-share-1 failed: ValueError: a bug in a helper" in run.stderr[0]
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert [path.name for path in (tmp_path / "out").iterdir()] == [], "spools and helper files are removed"
+
+
+# -- run --workers 2: the analysis in a helper fed by the reconstruction's relay -----------------
+
+def _run_into(work: Path, workers: int) -> dict[str, Any]:
+    config = batch.RunConfig(manifest_10b=Path(MANIFEST_10B), output_rows=Path("out/rows.jsonl.gz"),
+                             manifest_10c=Path("out/10c.json"), output_manifest=Path("out/10d0.json"),
+                             output_report=Path("out/10d0.md"), workers=workers)
+    with contextlib.chdir(work):
+        outcome = batch.run(config)
+        manifest = refcompare.load_manifest(Path("out/10d0.json"))
+        result = {
+            "gates": (outcome.gate, outcome.reconstruction_gate),
+            "problems": outcome.problems.messages(),
+            "rows": Path("out/rows.jsonl.gz").read_bytes(),
+            "10c": Path("out/10c.json").read_bytes(),
+            "report": [line for line in Path("out/10d0.md").read_text().split("\n") if not line.startswith("Created: ")],
+            "manifest": {key: value for key, value in manifest.items() if key not in ("started_at_utc", "ended_at_utc")},
+            "leftovers": sorted(path.name for path in Path("out").iterdir()),
+        }
+        Path("out").rename(f"out-{workers}")
+    return result
+
+
+@settings(max_examples=int(os.environ.get("STREAMER_DIFF_EXAMPLES", "10")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(markets=st.integers(1, 4), ws_files=st.integers(1, 3), rest_files=st.integers(1, 2),
+       seed=st.integers(0, 2**32 - 1), drop_rate=st.sampled_from([0.0, 0.05]),
+       legacy=st.sampled_from([0.0, 0.3]), rest_lag=st.sampled_from([(0, 0), (-3000, 1500), (-500, 4000)]),
+       blank=st.sampled_from([0.0, 0.02]), rest_error=st.sampled_from([0.0, 0.1]))
+def test_run_outputs_equal_with_the_analysis_in_a_helper(markets: int, ws_files: int, rest_files: int, seed: int,
+                                                          drop_rate: float, legacy: float, rest_lag: tuple[int, int],
+                                                          blank: float, rest_error: float) -> None:
+    shape = CaptureShape(markets=markets, ws_lines=1500, ws_files=ws_files, rest_files=rest_files,
+                         drop_rate=drop_rate, legacy_price_change_fraction=legacy, rest_lag_ms=rest_lag,
+                         blank_line_rate=blank, rest_error_rate=rest_error, duplicate_rate=0.01,
+                         rest_interval_seconds=1.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        generate_capture(work / "capture", shape, seed, path_base=work)
+        single = _run_into(work, 1)
+        relayed = _run_into(work, 2)
+    assert relayed["rows"] == single["rows"]
+    assert relayed["10c"] == single["10c"]
+    refcompare.assert_equal_manifests(single["manifest"], relayed["manifest"])
+    for key in ("report", "gates", "problems", "leftovers"):
+        assert relayed[key] == single[key], key
+
+
+def _broken_analysis(messages: Any, *args: Any) -> None:
+    messages.recv()
+    raise ValueError("a bug in the analysis helper")
+
+
+def test_a_failing_run_helper_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               run_cli: Any) -> None:
+    generate_capture(tmp_path / "capture", CaptureShape(markets=2, ws_lines=3000), 3, path_base=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(batch, "relayed_analysis", _broken_analysis)
+    monkeypatch.setattr(shards.threading, "active_count", lambda: 1)  # fork: the helper runs the patch
+    run = run_cli("run", "--workers", "2", "--manifest-10b", MANIFEST_10B, "--output-rows", "out/rows.jsonl.gz",
+                  "--manifest-10c", "out/10c.json", "--output-manifest", "out/10d0.json",
+                  "--output-report", "out/10d0.md")
+    assert run.code == 2
+    assert run.stdout == []
+    assert len(run.stderr) == 1
+    assert "analysis helper streamer-share-1 failed: ValueError: a bug in the analysis helper" in run.stderr[0]
+    assert not (tmp_path / "out" / "10d0.json").exists()
+    assert not [path for path in (tmp_path / "out").iterdir() if path.name.startswith(".streamer")]
