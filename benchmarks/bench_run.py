@@ -3,7 +3,8 @@
 For each length in ``--lengths`` (default 200k and 1.6M websocket lines, 10 markets = 20 tokens,
 the same shape and seed so the same divergence rate) it generates the capture once (cached under
 ``benchmarks/_work``, no comparison rows: ``run`` makes its own), then runs as fresh child
-processes: ``streamer run`` and ``streamer reconstruct`` (``--tools``), and the two floors
+processes: ``streamer run`` (``--workers auto``: the analysis in a second process on a machine
+with 2 CPUs), ``run-1w`` (``--workers 1``), ``streamer reconstruct`` (``--tools``), and the two floors
 (decompress + split + parse every websocket line: isal + orjson, and gzip + json). It prints wall
 time, CPU time, MB/s of uncompressed websocket input, lines/s and peak RSS per tool, the ratio of
 ``run`` to each floor, and the peak-RSS ratio between the largest and the smallest length.
@@ -30,7 +31,7 @@ from benchmarks.common import (  # noqa: E402
     write_csv_file,
 )
 
-TOOLS = ("run", "reconstruct", "floor-fast", "floor-stdlib")
+TOOLS = ("run", "run-1w", "reconstruct", "floor-fast", "floor-stdlib")
 COLUMNS = ("lines", "tool", "wall_s", "cpu_s", "mb_per_s", "lines_per_s", "peak_rss_mib", "vs_fast_floor",
            "vs_stdlib_floor")
 
@@ -38,8 +39,9 @@ COLUMNS = ("lines", "tool", "wall_s", "cpu_s", "mb_per_s", "lines_per_s", "peak_
 def _argv(tool: str, capture: Any, out: Path) -> list[str]:
     python = sys.executable
     manifest = str(capture.directory / "manifest_10b.json")
-    if tool == "run":
-        return [python, "-m", "streamer", "run", "--no-progress", "--manifest-10b", manifest,
+    if tool in ("run", "run-1w"):  # run: --workers auto (the default); run-1w: one process
+        workers = ["--workers", "1"] if tool == "run-1w" else []
+        return [python, "-m", "streamer", "run", "--no-progress", *workers, "--manifest-10b", manifest,
                 "--output-rows", str(out / "rows.jsonl.gz"), "--manifest-10c", str(out / "10c.json"),
                 "--output-manifest", str(out / "10d0.json"), "--output-report", str(out / "10d0.md")]
     if tool == "reconstruct":

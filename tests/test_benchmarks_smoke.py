@@ -100,7 +100,7 @@ def test_bench_run_tiny(tmp_path: Path) -> None:
     comments, rows = csv_rows(out.read_text())
     assert {c.split(":")[0] for c in comments} >= {"# python", "# cpu", "# date", "# commit"}
     assert [(row["lines"], row["tool"]) for row in rows] == [
-        (n, t) for n in ("800", "1600") for t in ("run", "reconstruct", "floor-fast", "floor-stdlib")]
+        (n, t) for n in ("800", "1600") for t in ("run", "run-1w", "reconstruct", "floor-fast", "floor-stdlib")]
     for row in rows:
         assert float(row["wall_s"]) > 0 and float(row["peak_rss_mib"]) > 0
         assert (row["vs_fast_floor"] != "") == (not row["tool"].startswith("floor"))
