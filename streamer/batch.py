@@ -30,7 +30,7 @@ from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, re
 from .payloads import analysis_parts, parse_time_us
 from .reconstruct import Reconstructor
 from .shards import Helpers, market_tokens, plan_shares
-from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, rest_time_us
+from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, feed_join, rest_time_us
 from .sources import InputProblems, InputStats, check_readable, read_batches
 from .writer import GzipRowsWriter, OrderedRows, write_atomic
 
@@ -657,12 +657,7 @@ def relayed_analysis(messages: Any, ws_names: list[str], rows_name: str, context
         while pending is not None and pending[0] <= upto:
             key, row, value, _raw = pending
             fed += 1
-            join.advance(row[4])
-            parts = analysis_parts(value.get("json"))
-            if parts:
-                join.index(key, row, parts)
-            if not fed % SWEEP_EVERY:
-                join.sweep()
+            feed_join(join, key, row, value, fed)
             pending = next(rows, None)
 
     driver = multiprocessing.parent_process()

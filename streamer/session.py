@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Protocol
 from .analysis import DivergenceAnalysis, make_work_dir, remove_work_dir
 from .decoders import dumps
 from .errors import UsageError
+from .join import ContextJoin
 from .payloads import analysis_parts, parse_time_us
 from .reconstruct import Anomalies, Reconstructor, comparison_row_count
 
@@ -30,6 +31,16 @@ def rest_time_us(rest_row: dict[str, Any]) -> int | None:
     """A REST checkpoint row's receive time (µs), or None when it has none usable."""
     value = rest_row.get("received_at_utc")
     return parse_time_us(value) if value and type(value) is str else None
+
+
+def feed_join(join: ContextJoin, key: float, row: tuple[Any, ...], value: dict[str, Any], rows_fed: int) -> None:
+    """Hand one websocket row (the ``rows_fed``-th) to an analysis join: time, events, sweeps."""
+    join.advance(row[4])
+    parts = analysis_parts(value.get("json"))
+    if parts:
+        join.index(key, row, parts)
+    if not rows_fed % SWEEP_EVERY:
+        join.sweep()
 
 
 class RowsSink(Protocol):
@@ -147,13 +158,7 @@ class RunSession:
         if self.relay is not None and not self.ws_rows % RELAY_EVERY:
             self.relay(("upto", key))
         if analysis is not None:
-            join = analysis.engine.join
-            join.advance(received_us)
-            parts = analysis_parts(value.get("json"))
-            if parts:
-                join.index(key, row, parts)
-            if not self.ws_rows % SWEEP_EVERY:
-                join.sweep()
+            feed_join(analysis.engine.join, key, row, value, self.ws_rows)
         self.previous_key = key
 
     def checkpoint(self, file_index: int, line: int, rest_row: dict[str, Any],
