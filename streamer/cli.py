@@ -41,8 +41,8 @@ def _workers(text: str) -> int:
 
 def _workers_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--workers", type=_workers, metavar="N", default="auto",
-                        help=f"{what}: a number, or auto (the usable CPUs, at most 2; the default). "
-                             "The outputs are the same for any N")
+                        help=f"{what}: a number, or auto (the usable CPUs, at most 2; the default); "
+                             "the outputs are the same for any N")
 
 
 def _progress_flag(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +109,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help=f"orchestrator review, for its gate (optional; read when given or present at "
                           f"{batch.DEFAULT_ORCHESTRATOR_REVIEW})")
     _analysis_flags(run)
-    _workers_flag(run, "processes: 2 or more runs the analysis in a second process beside the reconstruction")
+    _workers_flag(run, "processes (with 2 or more, the analysis runs in a second process beside the "
+                       "reconstruction)")
     _progress_flag(run)
     run.set_defaults(handler=_run)
 
