@@ -1,4 +1,4 @@
-"""Parallel analysis: the markets dealt into shares, one helper process per share.
+"""Parallel work: the markets dealt into shares, helper processes, their results merged.
 
 Markets are independent (DESIGN section 6): a divergent row's context and evidence are events of
 its own token. ``analyze --workers N`` deals the 10B manifest's markets into N shares. The driver
@@ -15,6 +15,9 @@ after the parse (the per-token indexes, the join, the results), not the parse.
 The outputs are the same whatever the number of workers (tests compare them). A share holds only
 tokens the manifest lists; anything else (unlisted tokens, the ``None`` token of events without
 an ``asset_id``, rows whose token is settled at the end) stays with the driver.
+
+``run --workers 2`` uses the same :class:`Helpers` for one helper that runs the whole analysis
+beside the reconstruction (:func:`streamer.batch.relayed_analysis`).
 
 Helpers are started with ``fork`` when this process has no other thread (nothing to import),
 else with ``spawn``.
@@ -39,10 +42,11 @@ DRIVER_WEIGHT = 0.8
 #: Token ids a share never holds: what ``str()`` makes of an event without an ``asset_id``.
 UNSHARED_TOKENS = frozenset({"None"})
 
+
 def default_workers() -> int:
     """Worker processes ``--workers auto`` means: the CPUs this process may use, at most 2.
 
-    Two is where the driver's own parse starts to dominate (benchmarks/README.md). Cost: O(1).
+    More gain little: every process parses every line (benchmarks/README.md). Cost: O(1).
     """
     try:
         cpus = len(os.sched_getaffinity(0))
