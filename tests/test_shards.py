@@ -269,3 +269,24 @@ def test_a_failing_run_helper_is_one_error_line(tmp_path: Path, monkeypatch: pyt
     assert "analysis helper streamer-share-1 failed: ValueError: a bug in the analysis helper" in run.stderr[0]
     assert not (tmp_path / "out" / "10d0.json").exists()
     assert not [path for path in (tmp_path / "out").iterdir() if path.name.startswith(".streamer")]
+
+
+@pytest.mark.parametrize("command", ["analyze", "run"])
+def test_spawned_helpers_give_the_same_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    """With other threads alive, helpers are spawned (a fresh interpreter), not forked."""
+    shape = CaptureShape(markets=3, ws_lines=1200, drop_rate=0.05, rest_interval_seconds=1.0, rest_lag_ms=(-800, 800))
+    generate_capture(tmp_path / "capture", shape, 5, path_base=tmp_path)
+    monkeypatch.setattr(shards.threading, "active_count", lambda: 2)
+    if command == "run":
+        single = _run_into(tmp_path, 1)
+        spawned = _run_into(tmp_path, 2)
+        assert (spawned["rows"], spawned["10c"], spawned["report"]) == (single["rows"], single["10c"], single["report"])
+        refcompare.assert_equal_manifests(single["manifest"], spawned["manifest"])
+    else:
+        with contextlib.chdir(tmp_path):
+            rows = reconstruct(Path(MANIFEST_10B))
+        single, single_report, _ = _analyze(tmp_path, rows, 1)
+        spawned, spawned_report, _ = _analyze(tmp_path, rows, 2)
+        assert spawned.pop("workers") == 2 and single.pop("workers") == 1
+        refcompare.assert_equal_manifests(single, spawned)
+        assert spawned_report == single_report
