@@ -660,12 +660,8 @@ def relayed_analysis(messages: Any, ws_names: list[str], rows_name: str, context
             feed_join(join, key, row, value, fed)
             pending = next(rows, None)
 
-    driver = multiprocessing.parent_process()
     try:
         while True:
-            while not messages.poll(1.0):
-                if driver is not None and not driver.is_alive():
-                    raise HelperError("the run driver went away")
             message = messages.recv()
             kind = message[0]
             if kind == "upto":

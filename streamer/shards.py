@@ -39,6 +39,8 @@ from .errors import HelperError, InputError
 
 #: The driver's weight when markets are dealt: it also parses and hashes every line.
 DRIVER_WEIGHT = 0.8
+#: A helper's exit code when its driver went away first.
+EXIT_DRIVER_GONE = 70
 #: Token ids a share never holds: what ``str()`` makes of an event without an ``asset_id``.
 UNSHARED_TOKENS = frozenset({"None"})
 
@@ -166,6 +168,7 @@ class Helpers:
 
 def _helper_main(target: Callable[..., Any], args: tuple[Any, ...], result_path: Path) -> None:
     """A helper's body: run ``target`` and leave ``(status, value)`` in ``result_path``."""
+    _exit_with_driver()
     try:
         outcome: tuple[str, Any] = ("ok", target(*args))
     except InputError as exc:
@@ -176,3 +179,16 @@ def _helper_main(target: Callable[..., Any], args: tuple[Any, ...], result_path:
     with open(temp, "wb") as handle:
         pickle.dump(outcome, handle)
     os.replace(temp, result_path)
+
+
+def _exit_with_driver() -> None:
+    """End this helper as soon as its driver is gone (killed, say): nobody would read its work."""
+    driver = multiprocessing.parent_process()
+    if driver is None:
+        return
+
+    def watch() -> None:
+        driver.join()
+        os._exit(EXIT_DRIVER_GONE)
+
+    threading.Thread(target=watch, name="streamer-driver-watch", daemon=True).start()

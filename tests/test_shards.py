@@ -290,3 +290,44 @@ def test_spawned_helpers_give_the_same_outputs(tmp_path: Path, monkeypatch: pyte
         assert spawned.pop("workers") == 2 and single.pop("workers") == 1
         refcompare.assert_equal_manifests(single, spawned)
         assert spawned_report == single_report
+
+
+def test_a_helper_ends_when_its_driver_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from streamer import shards\n"
+        "from tests.test_shards import _sleeps\n"
+        "helpers = shards.Helpers(_sleeps, [()], Path(sys.argv[1])).__enter__()\n"
+        "print(helpers._processes[0][0].pid, flush=True)\n"
+        "time.sleep(60)\n")
+    root = Path(__file__).resolve().parent.parent
+    driver = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out")], stdout=subprocess.PIPE, text=True,
+                              cwd=root, env=dict(os.environ, PYTHONPATH=str(root)))
+    assert driver.stdout is not None
+    helper = int(driver.stdout.readline())
+    os.kill(helper, 0)  # alive
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    driver.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(helper, signal.SIGKILL)
+    raise AssertionError("the helper outlived its driver")
+
+
+def _sleeps(out_dir: Path) -> None:
+    import time
+
+    time.sleep(60)
