@@ -45,16 +45,24 @@ EXIT_DRIVER_GONE = 70
 UNSHARED_TOKENS = frozenset({"None"})
 
 
-def default_workers() -> int:
+def default_workers(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """Worker processes ``--workers auto`` means: the CPUs this process may use, at most 2.
 
-    More gain little: every process parses every line (benchmarks/README.md). Cost: O(1).
+    The CPUs are those of its affinity mask, fewer when a cgroup v2 quota (``cpu.max``, as
+    containers set it) allows less. More than 2 gain little: every process parses every line
+    (benchmarks/README.md). Cost: O(1).
     """
     try:
-        cpus = len(os.sched_getaffinity(0))
+        cpus = float(len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(2, cpus))
+        cpus = float(os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError, ZeroDivisionError):
+        pass  # no cgroup v2 quota: the mask decides
+    return max(1, min(2, int(cpus)))
 
 
 def market_tokens(markets: Any) -> list[tuple[Any, list[str]]]:

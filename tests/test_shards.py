@@ -331,3 +331,15 @@ def _sleeps(out_dir: Path) -> None:
     import time
 
     time.sleep(60)
+
+
+@pytest.mark.parametrize("cpu_max, expected", [
+    ("max 100000\n", None), ("50000 100000\n", 1), ("150000 100000\n", 1), ("400000 100000\n", None),
+    ("garbage\n", None), ("100000 0\n", None),
+])
+def test_auto_workers_respects_a_container_cpu_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    unlimited = shards.default_workers(tmp_path / "absent")
+    assert 1 <= unlimited <= 2
+    assert shards.default_workers(path) == (unlimited if expected is None else min(expected, unlimited))
