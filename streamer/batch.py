@@ -739,15 +739,12 @@ def _run_relayed(config: RunConfig, m10b: Any, optional: list[Any], ws_inputs: l
             publish = _finish_reconstruction(session, config, m10b, optional, ws_inputs, rest_inputs, rows,
                                              problems, started, None, None)
             session.relay(("publish", publish))
-            sender.close()
             outcome: Outcome = helpers.results()[0]
     finally:
         sender.close()
         if gc_was_enabled:
             gc.enable()
-    outcome.written.update({"rows": Path(config.output_rows), "manifest_10c": Path(config.manifest_10c)})
-    outcome.reconstruction_gate = reconstructor.gate()
-    return outcome
+    return _with_reconstruction(outcome, config, reconstructor)
 
 
 class _Relay:
@@ -783,7 +780,7 @@ def finish_run(session: RunSession, config: RunConfig, m10b: Any, optional: list
     assert analysis is not None, "finish_run needs a session with an analysis"
     publish = _finish_reconstruction(session, config, m10b, optional, ws_inputs, rest_inputs, rows, problems,
                                      started, fix_10c, extra_fields)
-    return _publish_run(analysis, session.reconstructor, config, publish)
+    return _with_reconstruction(_publish_analysis_of_run(analysis, publish), config, session.reconstructor)
 
 
 def _finish_reconstruction(session: RunSession, config: RunConfig, m10b: Any, optional: list[Any],
@@ -831,9 +828,8 @@ def _publish_analysis_of_run(analysis: _Run, publish: dict[str, Any]) -> Outcome
     return _publish_analysis(analysis, **publish)
 
 
-def _publish_run(analysis: _Run, reconstructor: Reconstructor, config: RunConfig,
-                 publish: dict[str, Any]) -> Outcome:
-    outcome = _publish_analysis_of_run(analysis, publish)
+def _with_reconstruction(outcome: Outcome, config: RunConfig, reconstructor: Reconstructor) -> Outcome:
+    """``run``'s outcome: the analysis's, plus the rows, the 10C manifest and the 10C gate."""
     outcome.written.update({"rows": Path(config.output_rows), "manifest_10c": Path(config.manifest_10c)})
     outcome.reconstruction_gate = reconstructor.gate()
     return outcome
