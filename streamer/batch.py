@@ -691,7 +691,9 @@ def run(config: RunConfig) -> Outcome:
 
     Equal to ``reconstruct`` then ``analyze`` on the same files (SPEC section 4 rules): the rows
     and the 10C manifest are byte for byte the same, and each comparison row enters the
-    analysis the moment it is made, with no re-read.
+    analysis the moment it is made, with no re-read of the rows. With ``workers`` 2 or more the
+    analysis runs in a helper process that reads the websocket files once more
+    (:func:`relayed_analysis`); the outputs are the same.
 
     :raises UsageError: for a negative ``top_n`` or ``context_limit``.
     :raises InputError: when a manifest or input file is missing or unreadable.
