@@ -57,10 +57,6 @@ class DivergenceAnalysis:
         :attr:`results_path` for :meth:`merge_results`.
     """
 
-    #: Tokens this engine answers for: all (None), or a helper's share.
-    held_tokens: frozenset[str] | None = None
-    #: Tokens other processes answer for (the driver of a sharded analyze).
-    foreign_tokens: frozenset[str] = frozenset()
     _tagged: IO[bytes] | None = None
 
     def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
@@ -86,7 +82,6 @@ class DivergenceAnalysis:
         self._first_output = True
         sink = self._write_record
         if share is not None:
-            self.held_tokens, self.foreign_tokens = share
             self._tagged = open(self.results_path, "wb")
             sink = self._tag_record
         #: results in comparison order: one place per comparison row, skipped when not divergent
@@ -123,17 +118,10 @@ class DivergenceAnalysis:
             self.problems.append((file_index, line, str(exc)))
             self.spool.put(ordinal, ())
             return None
-        if not self.answers(query.lookup):
+        if not self.join.answers(query.lookup):
             self.spool.put(ordinal, ())
             return None
         return query
-
-    def answers(self, lookup: str | None) -> bool:
-        """Whether this engine answers rows of token ``lookup`` (always, unless sharded)."""
-        held = self.held_tokens
-        if held is not None:
-            return lookup in held
-        return lookup not in self.foreign_tokens
 
     def defer(self, query: Query) -> None:
         """Answer ``query`` in the second pass (a row made after the stream has ended)."""

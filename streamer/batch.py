@@ -7,7 +7,6 @@ The engines own no file policy; this module owns nothing else.
 
 from __future__ import annotations
 
-import copy
 import gc
 import hashlib
 import json
@@ -179,14 +178,23 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
         problems.add_truncation(stats)
 
 
-def iter_objects(inputs: list[InputStats], problems: InputProblems,
-                 progress: Progress | None = None) -> Iterator[tuple[int, int, dict[str, Any], bytes]]:
+def iter_objects(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None,
+                 hashed: bool = True) -> Iterator[tuple[int, int, dict[str, Any], bytes]]:
     """Yield ``(file_index, line, object, raw line)`` for each JSON-object line of ``inputs``.
 
     Blank lines are skipped; other lines that are not JSON objects are recorded in ``problems``.
     Errors surface during iteration.
     """
-    return _rows(inputs, problems, progress, False)
+    return _rows(inputs, problems, progress, False, hashed)
+
+
+def fresh_inputs(inputs: list[InputStats]) -> list[InputStats]:
+    """Stats for reading ``inputs`` again (a replay, a second pass, a helper process).
+
+    The first read's sizes, hashes and counts stay as they are: every read after the first goes
+    through these, unhashed, with its problems not recorded again. Cost: O(files).
+    """
+    return [InputStats(stats.path, stats.name, stats.kind) for stats in inputs]
 
 
 def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None,
@@ -201,13 +209,14 @@ def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Pr
     return _rows(inputs, problems, progress, True, hashed)
 
 
-def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
-    """``(key, row, parts by token)`` for every websocket row: the input of a second pass.
+def iter_ws_rows_again(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
+    """:func:`iter_ws_rows` for a read after the first (:func:`fresh_inputs`)."""
+    return iter_ws_rows(fresh_inputs(inputs), InputProblems(), hashed=False)
 
-    Reads through fresh :class:`InputStats` (the first pass's hashes and counts stay as they are).
-    """
-    fresh = [InputStats(stats.path, stats.name, stats.kind) for stats in inputs]
-    for key, row, value, _raw in iter_ws_rows(fresh, InputProblems(), hashed=False):
+
+def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
+    """``(key, row, parts by token)`` for every websocket row: the input of a second pass."""
+    for key, row, value, _raw in iter_ws_rows_again(inputs):
         yield key, row, analysis_parts(value.get("json"))
 
 
@@ -378,7 +387,7 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
 
 
 def _all_queries(engine: DivergenceAnalysis, comparison_inputs: list[InputStats]) -> Iterator[Query]:
-    for file_index, line, row, raw in iter_objects(comparison_inputs, InputProblems()):
+    for file_index, line, row, raw in iter_objects(fresh_inputs(comparison_inputs), InputProblems(), hashed=False):
         query = engine.comparison_row(file_index, line, row, raw)
         if query is not None:
             yield query
@@ -548,7 +557,7 @@ def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_i
     while head is not None:
         session.checkpoint(head[0], head[1], head[2], math.inf)
         head = next(rest, None)
-    session.replay_late(lambda: iter_ws_rows(ws_inputs, InputProblems()))
+    session.replay_late(lambda: iter_ws_rows_again(ws_inputs))
     session.end_of_stream()
     return session.ws_rows
 
@@ -633,7 +642,7 @@ def optional_manifests(config: RunConfig) -> list[Any]:
             for path in (config.manifest_10bc, config.orchestrator_review)]
 
 
-def relayed_analysis(messages: Any, ws_names: list[str], rows_name: str, context_limit: int,
+def relayed_analysis(messages: Any, ws_inputs: list[InputStats], rows_name: str, context_limit: int,
                      evidence_seconds: int, output_manifest: Path, out_dir: Path) -> Outcome:
     """The analysis half of ``run --workers 2``, in a helper process.
 
@@ -644,11 +653,11 @@ def relayed_analysis(messages: Any, ws_names: list[str], rows_name: str, context
     the divergence manifest and report; returns their :class:`Outcome`.
     """
     _quiet_gc()
-    analysis = _Run(context_limit, evidence_seconds, list(ws_names), [rows_name], output_manifest)
+    analysis = _Run(context_limit, evidence_seconds, [stats.name for stats in ws_inputs], [rows_name],
+                    output_manifest)
     engine = analysis.engine
     join = engine.join
-    fresh = [InputStats(Path(name), name, KIND_WS) for name in ws_names]
-    rows = iter_ws_rows(fresh, InputProblems(), hashed=False)
+    rows = iter_ws_rows_again(ws_inputs)
     pending = next(rows, None)
     fed = 0
 
@@ -729,7 +738,7 @@ def _run_relayed(config: RunConfig, m10b: Any, optional: list[Any], ws_inputs: l
                                   [s.name for s in rest_inputs], config.top_n)
     session = RunSession(reconstructor, None)
     receiver, sender = multiprocessing.Pipe(duplex=False)
-    job = (receiver, [s.name for s in ws_inputs], str(config.output_rows), config.context_limit,
+    job = (receiver, ws_inputs, str(config.output_rows), config.context_limit,
            config.price_evidence_seconds, Path(config.output_manifest))
     helpers = Helpers(relayed_analysis, [job], Path(config.output_manifest).parent)
     gc_was_enabled = _quiet_gc()
@@ -825,8 +834,7 @@ def _finish_reconstruction(session: RunSession, config: RunConfig, m10b: Any, op
 
 def _publish_analysis_of_run(analysis: _Run, publish: dict[str, Any]) -> Outcome:
     """The second pass over the websocket files, then the divergence manifest and report."""
-    # (The second pass reads the files again: copies, so that the artifacts stay what the first pass read.)
-    _second_pass(analysis, [copy.copy(stats) for stats in publish["ws_inputs"]], publish["comparison_inputs"])
+    _second_pass(analysis, publish["ws_inputs"], publish["comparison_inputs"])
     return _publish_analysis(analysis, **publish)
 
 

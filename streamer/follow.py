@@ -1181,8 +1181,7 @@ class Follower:
         run_config = config.run_config(temp_manifest)
         ws_inputs = [_input_stats(end, names, KIND_WS) for end in final.ws_files]
         rest_inputs = [_input_stats(end, names, KIND_REST) for end in final.rest_files]
-        ws_paths = [_input_stats(end, names, KIND_WS) for end in final.ws_files]
-        final.session.replay_late(lambda: batch.iter_ws_rows(ws_paths, InputProblems()))
+        final.session.replay_late(lambda: batch.iter_ws_rows_again(ws_inputs))
         final.session.end_of_stream()
         buffer = final.rows
         extra = buffer.take()

@@ -105,6 +105,11 @@ class ContextJoin:
 
     # -- the stream -------------------------------------------------------------------------
 
+    def answers(self, token: str | None) -> bool:
+        """Whether rows of ``token`` are this join's to answer (always, unless sharded). Cost: O(1)."""
+        held = self.held_tokens
+        return token in held if held is not None else token not in self.foreign_tokens
+
     def cutoff_us(self) -> int | None:
         """Receive time before which an event can no longer fall in a window taken from now on."""
         if self.max_us is None:
@@ -146,7 +151,7 @@ class ContextJoin:
         foreign = self.foreign_tokens
         held = self.held_tokens
         for token, token_parts in parts.items():
-            if token in foreign or (held is not None and token not in held):
+            if token in foreign or (held is not None and token not in held):  # not answers(): inline, per event
                 continue
             index = indexes.get(token)
             if index is None:
