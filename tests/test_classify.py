@@ -33,7 +33,6 @@ from tests import refcompare
 
 
 REF = refcompare.load_reference_module()
-needs_reference = pytest.mark.skipif(REF is None, reason=f"reference analyzer not found at {refcompare.REFERENCE}")
 SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: The token's events as the reference indexes them: with some events, a non-numeric last line
@@ -113,7 +112,7 @@ def outcome(function: Any, *args: Any) -> tuple[bool, Any]:
 # ---------------------------------------------------------------- make_query
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @SETTINGS
 @given(row=rows)
 def test_make_query_refuses_exactly_what_the_reference_crashes_on(row: dict[str, Any]) -> None:
@@ -211,7 +210,7 @@ def test_make_query_falsy_token_id_looks_up_nothing() -> None:
     assert make_query(0, 0, 1, {"token_id": "0"}, parse_time_us).lookup == "0"
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
 def test_make_query_accepts_non_finite_last_line_like_the_reference(value: float) -> None:
     row = {"comparison_status": "divergent", "token_id": "101", "last_applied_ws_line": value}
@@ -222,7 +221,7 @@ def test_make_query_accepts_non_finite_last_line_like_the_reference(value: float
 # ---------------------------------------------------------------- classify
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @SETTINGS
 @given(row=rows)
 def test_classify_equals_reference(row: dict[str, Any]) -> None:
@@ -293,7 +292,7 @@ valid_rows = st.fixed_dictionaries(
 )
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @settings(max_examples=300, deadline=None)
 @given(batch=st.lists(st.tuples(valid_rows, st.booleans(), st.booleans()), max_size=8),
        others=st.lists(st.sampled_from(["match", "no_local_book", None, "", "weird", 0]), max_size=4))

@@ -13,11 +13,12 @@ from __future__ import annotations
 import random
 import sys
 from bisect import bisect_right
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from streamer.index import LINE_SPAN, TokenIndex, entry_key
+from tests import actors
 
 Entry = tuple[float, tuple[Any, ...], list[tuple[Any, ...]]]
 
@@ -308,18 +309,7 @@ def check_trim_keeps_what_is_needed(before: list[Entry], anchor: float | None, k
 
 # ---------------------------------------------------------------- actors
 
-Actor = Callable[[TokenIndex, Model, random.Random], None]
-ACTORS: list[Actor] = []
-
-
-def actor(weight: int) -> Callable[[Actor], Actor]:
-    """Register an operation, ``weight`` times as likely as a weight-1 one."""
-
-    def register(function: Actor) -> Actor:
-        ACTORS.extend([function] * weight)
-        return function
-
-    return register
+ACTORS, actor = actors.registry()
 
 
 class Clock:

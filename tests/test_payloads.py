@@ -32,7 +32,6 @@ from tests import refcompare
 
 
 REF = refcompare.load_reference_module()
-needs_reference = pytest.mark.skipif(REF is None, reason=f"reference analyzer not found at {refcompare.REFERENCE}")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -169,7 +168,7 @@ def legacy_oracle(payload: Any, token: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- analysis_parts vs the reference
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @SETTINGS
 @given(payload=current_payloads)
 def test_analysis_parts_equal_reference_compact_token_events(payload: Any) -> None:
@@ -182,7 +181,7 @@ def test_analysis_parts_equal_reference_compact_token_events(payload: Any) -> No
     assert all(parts.values())
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @SETTINGS
 @given(payload=payloads)
 def test_analysis_parts_with_older_price_change_form(payload: Any) -> None:
@@ -326,7 +325,7 @@ def mutate(text: str, data: st.DataObject) -> str:
     return text[:position] + char + text[position + 1:]
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @settings(max_examples=600, deadline=None)
 @given(text=iso_strings())
 def test_parse_time_us_equals_reference_on_iso_forms(text: str) -> None:
@@ -339,7 +338,7 @@ def test_parse_time_us_equals_reference_on_iso_forms(text: str) -> None:
     assert parse_time_us(text) / 1_000_000 == REF.parse_iso(text).timestamp()
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @settings(max_examples=600, deadline=None)
 @given(text=iso_strings(), data=st.data())
 def test_parse_time_us_equals_reference_on_damaged_strings(text: str, data: st.DataObject) -> None:
@@ -348,14 +347,14 @@ def test_parse_time_us_equals_reference_on_damaged_strings(text: str, data: st.D
     assert parse_time_us(damaged) == reference_us(damaged)
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=30))
 def test_parse_time_us_equals_reference_on_junk(text: str) -> None:
     assert parse_time_us(text) == reference_us(text)
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @settings(max_examples=300, deadline=None)
 @given(moment=st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2100, 1, 1)),
        fraction=st.text(alphabet="0123456789\u0660a. ", min_size=6, max_size=6))
@@ -386,7 +385,7 @@ def test_parse_time_us_fast_path_prefix_with_its_own_fraction() -> None:
         assert reference_us(text) is None
 
 
-@needs_reference
+@pytest.mark.requires_reference
 @settings(max_examples=500, deadline=None)
 @given(text=iso_strings(), fraction=st.text(alphabet="0123456789", min_size=6, max_size=6),
        filler=st.sampled_from(["0", ".", ":", "T", "1"]))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from streamer.books import Book, canonical, parse_levels
+from tests import actors
 
 D = Decimal
 
@@ -127,18 +127,7 @@ def random_raw_levels(rng: random.Random) -> list[object]:
 
 # ---------------------------------------------------------------- actors
 
-Actor = Callable[[Book, Model, random.Random], None]
-ACTORS: list[Actor] = []
-
-
-def actor(weight: int) -> Callable[[Actor], Actor]:
-    """Register an operation, ``weight`` times as likely as a weight-1 one."""
-
-    def register(function: Actor) -> Actor:
-        ACTORS.extend([function] * weight)
-        return function
-
-    return register
+ACTORS, actor = actors.registry()
 
 
 @actor(1)
