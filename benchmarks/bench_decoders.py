@@ -73,14 +73,16 @@ def gzip_isal(ctx: Context) -> int:
     return ctx.nlines
 
 
+def _open_lines(opener: Callable[..., Any], data: bytes) -> int:
+    """Iterate the lines of a gzip file object over ``data``; return how many."""
+    with opener(io.BytesIO(data), "rb") as handle:
+        return sum(1 for _line in handle)
+
+
 @workload("gzip", "gzip.open lines")
 def gzip_open_lines(ctx: Context) -> int:
     """stdlib gzip.open in binary mode, iterating lines (inflate + readline)."""
-    n = 0
-    with gzip.open(io.BytesIO(ctx.compressed), "rb") as handle:
-        for _line in handle:
-            n += 1
-    return n
+    return _open_lines(gzip.open, ctx.compressed)
 
 
 @workload("gzip", "isal igzip.open lines")
@@ -88,24 +90,24 @@ def igzip_open_lines(ctx: Context) -> int:
     """isal's drop-in gzip.open replacement, iterating lines."""
     from isal import igzip
 
-    n = 0
-    with igzip.open(io.BytesIO(ctx.compressed), "rb") as handle:
-        for _line in handle:
-            n += 1
-    return n
+    return _open_lines(igzip.open, ctx.compressed)
 
 
 # ---------------------------------------------------------------------------------------------
 # JSON, one call per line (lines already in memory)
 
 
+def _each_line(call: Callable[[bytes], Any], lines: list[bytes]) -> int:
+    """``call(line)`` for every line; return how many."""
+    for line in lines:
+        call(line)
+    return len(lines)
+
+
 @workload("json", "json.loads")
 def json_stdlib(ctx: Context) -> int:
     """stdlib json.loads on each line (bytes in)."""
-    loads = json.loads
-    for line in ctx.lines:
-        loads(line)
-    return len(ctx.lines)
+    return _each_line(json.loads, ctx.lines)
 
 
 @workload("json", "orjson.loads")
@@ -113,10 +115,7 @@ def json_orjson(ctx: Context) -> int:
     """orjson.loads on each line (bytes in)."""
     import orjson
 
-    loads = orjson.loads
-    for line in ctx.lines:
-        loads(line)
-    return len(ctx.lines)
+    return _each_line(orjson.loads, ctx.lines)
 
 
 @workload("json", "ijson.items(line, '')")
@@ -149,10 +148,7 @@ def scan_asset_ids(ctx: Context) -> int:
     orjson.loads does, so sharded analyze parses every line instead."""
     import re
 
-    findall = re.compile(rb'"asset_id"\s*:\s*"([^"\\]*)"').findall
-    for line in ctx.lines:
-        findall(line)
-    return len(ctx.lines)
+    return _each_line(re.compile(rb'"asset_id"\s*:\s*"([^"\\]*)"').findall, ctx.lines)
 
 
 # ---------------------------------------------------------------------------------------------
