@@ -51,8 +51,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import batch, decoders
 from .analysis import iso_z
-from .batch import DEFAULT_10C_MANIFEST, DEFAULT_OUTPUT_MANIFEST, DEFAULT_OUTPUT_REPORT, _is_blank
-from .decoders import gzip_compressobj, loads
+from .batch import DEFAULT_10C_MANIFEST, DEFAULT_OUTPUT_MANIFEST, DEFAULT_OUTPUT_REPORT, parse_object
+from .decoders import gzip_compressobj
 from .errors import UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_REST, KIND_WS, markets_by_token, read_manifest
@@ -432,15 +432,8 @@ class Pipeline:
             line = item.first + self._ws_pos
             raw = item.lines[self._ws_pos]
             name = ws_token(item.file)
-            try:
-                value = loads(raw)
-            except (ValueError, RecursionError):
-                if not _is_blank(raw):
-                    self.problems.add(name, line, "not_json")
-                self._consume_ws()
-                continue
-            if type(value) is not dict:
-                self.problems.add(name, line, "not_an_object")
+            value = parse_object(raw, name, line, self.problems)
+            if value is None:
                 self._consume_ws()
                 continue
             received = value.get("received_at_utc")
@@ -479,15 +472,8 @@ class Pipeline:
                 continue
             line = item.first + self._rest_pos
             raw = item.lines[self._rest_pos]
-            try:
-                value = loads(raw)
-            except (ValueError, RecursionError):
-                if not _is_blank(raw):
-                    self.problems.add(rest_token(item.file), line, "not_json")
-                self._consume_rest()
-                continue
-            if type(value) is not dict:
-                self.problems.add(rest_token(item.file), line, "not_an_object")
+            value = parse_object(raw, rest_token(item.file), line, self.problems)
+            if value is None:
                 self._consume_rest()
                 continue
             received = value.get("received_at_utc")
