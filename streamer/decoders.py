@@ -72,6 +72,8 @@ def _stdlib_dumps(value: Any) -> bytes:
 
 #: Serialize as the reference does, NaN and Infinity included (orjson would write null).
 exact_dumps = _stdlib_dumps
+#: Read back what :func:`exact_dumps` wrote, value for value.
+exact_loads = _stdlib_loads
 
 
 def _select(variable: str, choices: tuple[str, ...]) -> list[str]:
