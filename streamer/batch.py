@@ -151,7 +151,7 @@ def parse_object(line: bytes, name: str, line_number: int, problems: InputProble
 
 
 def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None,
-          websocket: bool, hashed: bool = True) -> Iterator[tuple[Any, ...]]:
+          websocket: bool) -> Iterator[tuple[Any, ...]]:
     # One loop for every input kind; the websocket branch is inline because this runs once per
     # line of the largest input (a generator layer per line cost ~10% of analyze; benchmarks/).
     parse = fast_loads
@@ -160,7 +160,7 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
     for file_index, stats in enumerate(inputs):
         line_number = 0
         base = file_index * LINE_SPAN
-        for batch in read_batches(stats.path, stats, hashed=hashed):
+        for batch in read_batches(stats.path, stats):
             for line in batch:
                 line_number += 1
                 try:
@@ -193,14 +193,14 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
         problems.add_truncation(stats)
 
 
-def iter_objects(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None,
-                 hashed: bool = True) -> Iterator[tuple[int, int, dict[str, Any], bytes]]:
+def iter_objects(inputs: list[InputStats], problems: InputProblems,
+                 progress: Progress | None = None) -> Iterator[tuple[int, int, dict[str, Any], bytes]]:
     """Yield ``(file_index, line, object, raw line)`` for each JSON-object line of ``inputs``.
 
     Blank lines are skipped; other lines that are not JSON objects are recorded in ``problems``.
     Errors surface during iteration.
     """
-    return _rows(inputs, problems, progress, False, hashed)
+    return _rows(inputs, problems, progress, False)
 
 
 def fresh_inputs(inputs: list[InputStats]) -> list[InputStats]:
@@ -209,24 +209,23 @@ def fresh_inputs(inputs: list[InputStats]) -> list[InputStats]:
     The first read's sizes, hashes and counts stay as they are: every read after the first goes
     through these, unhashed, with its problems not recorded again. Cost: O(files).
     """
-    return [InputStats(stats.path, stats.name, stats.kind) for stats in inputs]
+    return [InputStats(stats.path, stats.name, stats.kind, hashed=False) for stats in inputs]
 
 
-def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None,
-                 hashed: bool = True) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
+def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None
+                 ) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
     """Yield ``(key, row, value, raw line)`` for every usable websocket row, in stream order.
 
     ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``value``
     the parsed row. A row whose ``received_at_utc`` is not a string is skipped and recorded, as
-    :func:`iter_objects` skips and records lines that are not JSON objects. ``hashed=False``
-    leaves the inputs' sha256 empty (a helper re-reading what its driver hashes).
+    :func:`iter_objects` skips and records lines that are not JSON objects.
     """
-    return _rows(inputs, problems, progress, True, hashed)
+    return _rows(inputs, problems, progress, True)
 
 
 def iter_ws_rows_again(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
     """:func:`iter_ws_rows` for a read after the first (:func:`fresh_inputs`)."""
-    return iter_ws_rows(fresh_inputs(inputs), InputProblems(), hashed=False)
+    return iter_ws_rows(fresh_inputs(inputs), InputProblems())
 
 
 def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
@@ -314,7 +313,8 @@ def analyze(config: AnalyzeConfig) -> Outcome:
     progress = Progress.for_inputs(config.progress, all_inputs)
     gc_was_enabled = _quiet_gc()
     run.workers = 1 + len(shares)
-    helpers = Helpers(_analyze_share, [(*run.args, tokens) for tokens in shares], Path(config.output_manifest).parent)
+    helpers = Helpers(_analyze_share, [(*run.args[:2], ws_inputs, comparison_inputs, tokens) for tokens in shares],
+                      Path(config.output_manifest).parent)
     try:
         with helpers:  # started before this process reads anything (no thread yet: fork is cheap)
             rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
@@ -349,20 +349,19 @@ def _second_pass(run: _Run, ws_inputs: list[InputStats], comparison_inputs: list
     run.engine.finish()
 
 
-def _analyze_share(context_limit: int, evidence_seconds: int, ws_names: list[str], comparison_names: list[str],
-                   tokens: frozenset[str], out_dir: Path) -> dict[str, Any]:
+def _analyze_share(context_limit: int, evidence_seconds: int, ws_inputs: list[InputStats],
+                   comparison_inputs: list[InputStats], tokens: frozenset[str], out_dir: Path) -> dict[str, Any]:
     """A helper process of a sharded analyze: answer the rows of ``tokens`` (its markets).
 
     Reads every websocket and comparison row as the driver does but indexes only the events of
     ``tokens``; leaves its tagged results in ``out_dir`` and returns its counters for the driver.
     """
     _quiet_gc()
-    ws_inputs = [InputStats(Path(name), name, KIND_WS) for name in ws_names]
-    comparison_inputs = [InputStats(Path(name), name, KIND_COMPARISON) for name in comparison_names]
-    run = _Run(context_limit, evidence_seconds, ws_names, comparison_names, out_dir / "manifest.json",
-               share=(tokens, frozenset()))
+    run = _Run(context_limit, evidence_seconds, [stats.name for stats in ws_inputs],
+               [stats.name for stats in comparison_inputs], out_dir / "manifest.json", share=(tokens, frozenset()))
     try:
-        _analysis_pass(run.engine, ws_inputs, comparison_inputs, InputProblems(), Progress(False, [], 1), False)
+        _analysis_pass(run.engine, fresh_inputs(ws_inputs), fresh_inputs(comparison_inputs), InputProblems(),
+                       Progress(False, [], 1))
         _second_pass(run, ws_inputs, comparison_inputs)
         results = out_dir / "results.bin"
         os.replace(run.engine.seal_results(), results)
@@ -402,14 +401,14 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
 
 
 def _all_queries(engine: DivergenceAnalysis, comparison_inputs: list[InputStats]) -> Iterator[Query]:
-    for file_index, line, row, raw in iter_objects(fresh_inputs(comparison_inputs), InputProblems(), hashed=False):
+    for file_index, line, row, raw in iter_objects(fresh_inputs(comparison_inputs), InputProblems()):
         query = engine.comparison_row(file_index, line, row, raw)
         if query is not None:
             yield query
 
 
 def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comparison_inputs: list[InputStats],
-                   problems: InputProblems, progress: Progress, hashed: bool = True) -> int:
+                   problems: InputProblems, progress: Progress) -> int:
     """The single pass: websocket rows into the join, comparison rows taken as time passes."""
     join = engine.join
     comparisons = iter_objects(comparison_inputs, problems, None)
@@ -417,7 +416,7 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
     head_time = _head_time(head)
     previous_key = -1.0
     ws_rows = 0
-    for key, row, value, _raw in iter_ws_rows(ws_inputs, problems, progress, hashed):
+    for key, row, value, _raw in iter_ws_rows(ws_inputs, problems, progress):
         ws_rows += 1
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):

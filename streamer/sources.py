@@ -140,13 +140,15 @@ class InputStats:
 
     __slots__ = (
         "path", "name", "kind", "size", "bytes_read", "uncompressed", "sha256", "compressed",
-        "truncated", "lines",
+        "truncated", "lines", "hashed",
     )
 
-    def __init__(self, path: Path, name: str, kind: str) -> None:
+    def __init__(self, path: Path, name: str, kind: str, hashed: bool = True) -> None:
         self.path = path
         self.name = name  #: the path as the manifest (or the command line) names it
         self.kind = kind
+        #: False for a read after the first (:func:`streamer.batch.fresh_inputs`): ``sha256`` stays empty
+        self.hashed = hashed
         self.size = 0
         self.bytes_read = 0
         self.uncompressed = 0
@@ -180,10 +182,10 @@ def check_readable(path: Path, name: str) -> None:
 
 
 def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: threading.Event,
-             read_size: int, hashed: bool) -> None:
+             read_size: int) -> None:
     """Worker: read, hash, decompress and split ``path``; put line batches on ``out``."""
     try:
-        digest = hashlib.sha256() if hashed else _NO_DIGEST
+        digest = hashlib.sha256() if stats.hashed else _NO_DIGEST
         splitter = LineSplitter()
         with open(path, "rb") as handle:
             stats.size = os.fstat(handle.fileno()).st_size
@@ -241,8 +243,7 @@ class _NoDigest:
 _NO_DIGEST = _NoDigest()
 
 
-def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE,
-                 hashed: bool = True) -> Iterator[list[bytes]]:
+def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE) -> Iterator[list[bytes]]:
     """Yield the complete lines of ``path`` in batches, reading the file exactly once.
 
     Gzip or plain is decided by the first two bytes. ``stats`` is filled as the file is read
@@ -250,15 +251,14 @@ def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE,
     corrupt gzip stream ends the lines early and sets ``stats.truncated``; it never raises.
     Errors surface during iteration.
 
-    ``hashed=False`` leaves ``stats.sha256`` empty (a helper process reading a file its driver
-    hashes). Cost: O(file bytes); memory O(read_size + a few batches) (a bounded queue gives
-    backpressure).
+    ``stats.hashed`` False leaves ``stats.sha256`` empty (a read after the first). Cost: O(file
+    bytes); memory O(read_size + a few batches) (a bounded queue gives backpressure).
 
     :raises InputError: when the file cannot be opened or read.
     """
     out: "queue.Queue[object]" = queue.Queue(maxsize=4)
     stop = threading.Event()
-    worker = threading.Thread(target=_produce, args=(path, stats, out, stop, read_size, hashed),
+    worker = threading.Thread(target=_produce, args=(path, stats, out, stop, read_size),
                               name=f"read:{stats.name}", daemon=True)
     worker.start()
     try:
