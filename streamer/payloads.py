@@ -28,32 +28,6 @@ _UTC = dt.UTC
 _prefix_seconds: dict[str, int] = {}
 
 
-def items_of(payload: Any) -> list[dict[str, Any]]:
-    """The objects a payload carries: an object is one item, a list contributes its objects.
-
-    Cost: O(len(payload)).
-    """
-    if type(payload) is dict:
-        return [payload]
-    if type(payload) is list:
-        return [item for item in payload if type(item) is dict]
-    return []
-
-
-def item_type(item: dict[str, Any]) -> str:
-    """An item's event type: ``event_type`` when truthy, ``book`` for an untyped book object.
-
-    This is the analysis rule (SPEC section 4, as the reference): only ``bids``/``asks`` make an
-    untyped object a book. Cost: O(1).
-    """
-    event_type = item.get("event_type")
-    if event_type:
-        return event_type if type(event_type) is str else str(event_type)
-    if "asset_id" in item and "bids" in item and "asks" in item:
-        return BOOK
-    return "unknown_object"
-
-
 def _length(value: Any) -> int:
     """``len(value or [])`` where that is defined; 0 where it would fail (e.g. a number)."""
     if not value:

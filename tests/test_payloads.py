@@ -21,8 +21,6 @@ from streamer.payloads import (
     PRICE_CHANGE,
     analysis_parts,
     compact_event,
-    item_type,
-    items_of,
     parse_time_us,
     part_event_type,
     part_price_key,
@@ -248,16 +246,20 @@ def test_analysis_parts_shapes() -> None:
     assert [compact_event(p) for p in new["222"]] == [{"event_type": "new_market", "market": "0xm", "timestamp": "9"}]
 
 
-def test_items_of_and_item_type() -> None:
+def test_items_and_their_types() -> None:
+    """What counts as an item (an object, or the objects of a list) and its event type."""
     book = {"asset_id": "1", "bids": [], "asks": []}
-    assert items_of(book) == [book]
-    assert items_of([book, 1, None, "x", [book]]) == [book]
-    assert items_of(None) == [] and items_of("x") == [] and items_of(2) == []
-    assert item_type(book) == "book"
-    assert item_type({"event_type": "price_change"}) == "price_change"
-    assert item_type({"event_type": 7}) == "7"
-    assert item_type({"event_type": "", "asset_id": "1", "bids": [], "asks": []}) == "book"
-    assert item_type({"asset_id": "1", "bids": []}) == "unknown_object"
+
+    def types(payload: Any) -> list[str]:
+        return [part_event_type(part) for parts in analysis_parts(payload).values() for part in parts]
+
+    assert types(book) == ["book"]
+    assert types([book, 1, None, "x", [book]]) == ["book"]
+    assert analysis_parts(None) == {} and analysis_parts("x") == {} and analysis_parts(2) == {}
+    assert types({"asset_id": "1", "event_type": "tick_size_change"}) == ["tick_size_change"]
+    assert types({"asset_id": "1", "event_type": 7}) == ["7"]
+    assert types({"event_type": "", "asset_id": "1", "bids": [], "asks": []}) == ["book"]
+    assert types({"asset_id": "1", "bids": []}) == ["unknown_object"]
 
 
 def test_new_market_assets_ids_iterated_as_the_reference_does() -> None:
