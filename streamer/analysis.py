@@ -87,7 +87,6 @@ class DivergenceAnalysis:
         #: results in comparison order: one place per comparison row, skipped when not divergent
         self.spool = OrderedSpool(sink, 3, work_dir)
         self._misses: IO[bytes] | None = None
-        self.miss_count = 0
         self.join = ContextJoin(context_limit, evidence_seconds, self._on_result, self._on_miss)
         if share is not None:
             self.join.held_tokens, self.join.foreign_tokens = share
@@ -242,8 +241,9 @@ class DivergenceAnalysis:
         assert self._tagged is not None
         write_record(self._tagged, seq, fields)
 
-    #: Counters a helper hands its driver (:meth:`share_summary`, :meth:`absorb`).
-    _SHARED_COUNTS = ("quote_or_membership_rows", "rows_without_context", "miss_count")
+    #: Counters a helper hands its driver (:meth:`share_summary`, :meth:`absorb`), its own and its join's.
+    _SHARED_COUNTS = ("quote_or_membership_rows", "rows_without_context")
+    _SHARED_JOIN_COUNTS = ("misses", "late_events", "spilled_pending")
 
     def share_summary(self) -> dict[str, Any]:
         """What a helper's driver adds to its own: result counters and streaming statistics."""
@@ -255,8 +255,7 @@ class DivergenceAnalysis:
             "all_size_only": aggregates.all_size_only,
             "all_with_context": aggregates.all_with_context,
             **{name: getattr(self, name) for name in self._SHARED_COUNTS},
-            "late_events": self.join.late_events,
-            "spilled_pending": self.join.spilled_pending,
+            **{name: getattr(self.join, name) for name in self._SHARED_JOIN_COUNTS},
             "spilled_records": self.spool.spilled_records,
         }
 
@@ -270,8 +269,8 @@ class DivergenceAnalysis:
         aggregates.all_with_context = aggregates.all_with_context and summary["all_with_context"]
         for name in self._SHARED_COUNTS:
             setattr(self, name, getattr(self, name) + summary[name])
-        self.join.late_events += summary["late_events"]
-        self.join.spilled_pending += summary["spilled_pending"]
+        for name in self._SHARED_JOIN_COUNTS:
+            setattr(self.join, name, getattr(self.join, name) + summary[name])
         self.spool.spilled_records += summary["spilled_records"]
 
     def seal_results(self) -> Path:
@@ -297,7 +296,6 @@ class DivergenceAnalysis:
     def _on_miss(self, query: Query) -> None:
         if self._misses is None:
             self._misses = open(self.work_dir / "misses.jsonl", "wb")
-        self.miss_count += 1
         record = [query.seq, query.file_index, query.comparison_line, query.row]
         self._misses.write((exact_dumps if exact_output() else dumps)(record) + b"\n")
 

@@ -503,7 +503,7 @@ def _manifest_fields(engine: DivergenceAnalysis, manifests: list[dict[str, Any]]
         "streaming": {
             "json_backend": JSON_BACKEND,
             "gzip_backend": GZIP_BACKEND,
-            "context_misses": engine.miss_count,
+            "context_misses": engine.join.misses,
             "pending_rows_spilled": engine.join.spilled_pending,
             "late_websocket_events": engine.join.late_events,
             "exact_recomputation": redo,

@@ -526,7 +526,7 @@ class Pipeline:
                 "divergent_rows": aggregates.divergent_rows,
                 "divergence_results": aggregates.divergence_results,
                 "divergence_category_counts": dict(sorted(aggregates.category_counts.items())),
-                "context_misses": engine.miss_count,
+                "context_misses": engine.join.misses,
             })
             gates["divergence"] = aggregates.gate()
         totals["gates_so_far"] = gates
