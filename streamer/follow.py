@@ -29,7 +29,6 @@ made (a rename rotation) is named in the final outputs as it is named on disk at
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import math
@@ -671,69 +670,53 @@ def _json_bytes(value: Any) -> bytes:
 
 
 def _write_gzip_lines(path: Path, lines: Iterator[bytes]) -> dict[str, Any]:
-    """Write ``lines`` as gzip JSONL, durably; returns the file's bytes and sha256."""
-    compressor = gzip_compressobj(1, 8, 31)
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "wb") as handle:
-        pending: list[bytes] = []
-        held = 0
-        for line in itertools.chain(lines, [None]):  # type: ignore[list-item]
-            if line is not None:
-                pending.append(line)
-                pending.append(b"\n")
-                held += len(line) + 1
-                if held < 1 << 20:
-                    continue
-            data = compressor.compress(b"".join(pending))
-            if line is None:
-                data += compressor.flush()
-            pending = []
-            held = 0
-            handle.write(data)
-            digest.update(data)
-            size += len(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return {"bytes": size, "sha256": digest.hexdigest()}
+    """Write ``lines`` as gzip JSONL (:class:`GzipRowsWriter`, durably); returns its bytes and sha256."""
+    with GzipRowsWriter(path) as rows:
+        for line in lines:
+            rows.write(line)
+    return {"bytes": rows.size, "sha256": rows.sha256}
 
 
-def _iter_spool_records(path: Path, span: tuple[int, int]) -> Iterator[bytes]:
-    """The records of a manifest spool between two committed lengths, read 1 MiB at a time."""
+_SPOOL_SEPARATOR = b"\n    "  # (what DivergenceAnalysis writes before each record)
+
+
+def _spool_chunks(path: Path, span: tuple[int, int]) -> Iterator[bytes]:
+    """The bytes of a manifest spool between two committed lengths, 1 MiB at a time."""
     start, end = span
     with open(path, "rb") as handle:
         handle.seek(start)
         left = end - start
-        carry = b""
         while left > 0:
             chunk = handle.read(min(left, 1 << 20))
             if not chunk:
                 raise RuntimeError(f"{path} is shorter than its committed length")
             left -= len(chunk)
-            pieces = (carry + chunk).split(b"\n    ")
-            carry = pieces.pop()  # (may be a record not complete yet)
-            for piece in pieces:
-                record = piece[:-1] if piece.endswith(b",") else piece
-                if record:
-                    yield record
-        record = carry[:-1] if carry.endswith(b",") else carry
-        if record:
-            yield record
+            yield chunk
+
+
+def _iter_spool_records(path: Path, span: tuple[int, int]) -> Iterator[bytes]:
+    """The records of a manifest spool between two committed lengths."""
+    carry = b""
+    for chunk in _spool_chunks(path, span):
+        pieces = (carry + chunk).split(_SPOOL_SEPARATOR)
+        carry = pieces.pop()  # (may be a record not complete yet)
+        for piece in pieces:
+            record = piece[:-1] if piece.endswith(b",") else piece
+            if record:
+                yield record
+    record = carry[:-1] if carry.endswith(b",") else carry
+    if record:
+        yield record
 
 
 def _spool_count(path: Path, span: tuple[int, int]) -> int:
     """How many records a manifest spool holds between two committed lengths. O(span)."""
-    start, end = span
     count = 0
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        left = end - start
-        carry = b""
-        while left > 0:
-            chunk = carry + handle.read(min(left, 1 << 20))
-            left -= len(chunk) - len(carry)
-            count += chunk.count(b"\n    ")
-            carry = chunk[-4:]  # (a separator cut by the boundary is whole, and counted, next time)
+    carry = b""
+    for chunk in _spool_chunks(path, span):
+        data = carry + chunk
+        count += data.count(_SPOOL_SEPARATOR)
+        carry = data[-(len(_SPOOL_SEPARATOR) - 1):]  # (a separator cut by the boundary is whole next time)
     return count
 
 

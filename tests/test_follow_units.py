@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamer import cli
 from streamer.errors import UsageError
@@ -207,3 +209,40 @@ def test_resume_after_exit_publishes_nothing_twice(workdir: Path) -> None:
     numbers = [entry["divergence_row_numbers"] for entry in index if entry["divergence_row_numbers"]]
     assert all(a[1] + 1 == b[0] for a, b in zip(numbers, numbers[1:])), "divergence rows numbered on across the restart"
     assert numbers[0][0] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=st.lists(st.binary(min_size=1, max_size=40).filter(lambda b: b"\n" not in b and not b.endswith(b",")),
+                        max_size=30),
+       cut=st.integers(0, 30), chunk=st.sampled_from([3, 7, 1 << 20]))
+def test_spool_records_and_count_agree(tmp_path_factory: Any, records: list[bytes], cut: int, chunk: int) -> None:
+    """The manifest spools (``\\n    ``-separated, comma after all but the last) read back record for
+    record and counted alike, whatever the span's start and the read size."""
+    from streamer import follow as follow_module
+
+    path = tmp_path_factory.mktemp("spool") / "divergence_rows.part"
+    data = b"".join((b"\n    " if i == 0 else b",\n    ") + record for i, record in enumerate(records))
+    path.write_bytes(data)
+    first = min(cut, len(records))
+    start = len(b"".join((b"\n    " if i == 0 else b",\n    ") + record for i, record in enumerate(records[:first])))
+    span = (start, len(data))
+    original_chunks = follow_module._spool_chunks
+
+    def small_chunks(path: Path, span: tuple[int, int]) -> Any:
+        for piece in original_chunks(path, span):
+            for offset in range(0, len(piece), chunk):
+                yield piece[offset:offset + chunk]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(follow_module, "_spool_chunks", small_chunks)
+        assert list(follow_module._iter_spool_records(path, span)) == records[first:]
+        assert follow_module._spool_count(path, span) == len(records) - first
+
+
+def test_a_short_spool_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    from streamer import follow as follow_module
+
+    path = tmp_path / "divergence_rows.part"
+    path.write_bytes(b"\n    {}")
+    with pytest.raises(RuntimeError, match="shorter than its committed length"):
+        follow_module._spool_count(path, (0, 100))
