@@ -127,7 +127,7 @@ class RunSession:
         self.max_us: int | None = None
         #: checkpoints that came after the stream had passed their time (REST rows out of time
         #: order): ``(time_us, first_place, count, file_index, line, serialized rest_row)``, for
-        #: :meth:`replay_late`; serialized, a REST row of 20 books is ~8x smaller than its dict
+        #: :meth:`replay_late`; kept as JSON bytes, not as a dict object per book level
         self.late: list[tuple[int, int, int, int, int, bytes]] = []
 
     @classmethod
