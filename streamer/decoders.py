@@ -96,15 +96,15 @@ def _pick_json() -> tuple[str, Callable[[bytes], Any], Callable[[Any], bytes]]:
     raise ImportError("no JSON backend available")
 
 
-def _pick_gzip() -> tuple[str, Callable[..., Any], Callable[..., Any]]:
+def _pick_gzip() -> tuple[str, Callable[..., Any]]:
     for name in _select("STREAMER_GZIP", GZIP_BACKENDS):
         if name == "isal":
             try:
                 from isal import isal_zlib
             except ImportError:
                 continue
-            return name, isal_zlib.decompressobj, isal_zlib.compressobj
-        return "zlib", zlib.decompressobj, zlib.compressobj
+            return name, isal_zlib.decompressobj
+        return "zlib", zlib.decompressobj
     raise ImportError("no gzip backend available")
 
 
@@ -128,7 +128,7 @@ if JSON_BACKEND == "orjson":
 else:
     fast_loads = _stdlib_loads
     FAST_ERRORS = (ValueError, RecursionError)
-GZIP_BACKEND, gzip_decompressobj, gzip_compressobj = _pick_gzip()
+GZIP_BACKEND, gzip_decompressobj = _pick_gzip()
 #: Errors a decompressor raises on corrupt data (both backends derive from zlib.error or their own).
 try:
     from isal.isal_zlib import error as _isal_error

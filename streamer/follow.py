@@ -51,7 +51,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import batch, decoders
 from .analysis import iso_z
 from .batch import DEFAULT_10C_MANIFEST, DEFAULT_OUTPUT_MANIFEST, DEFAULT_OUTPUT_REPORT, parse_object
-from .decoders import gzip_compressobj
 from .errors import UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_REST, KIND_WS, markets_by_token, read_manifest
@@ -60,7 +59,7 @@ from .session import RunSession
 from .sources import GzipMembers, InputProblems, InputStats, LineSplitter
 from .state import StateDir, append_durably, fsync_paths, replace_directory, STATE_FORMAT
 from .tail import CaughtUp, FileEnd, Item, Lines, Tailer
-from .writer import AtomicFile, GzipRowsWriter, write_atomic
+from .writer import AtomicFile, GzipRowsWriter, gzip_compressor, write_atomic
 
 ROWS_NAME = "rest_comparison_rows.jsonl.gz"
 MANIFEST_10C_NAME = DEFAULT_10C_MANIFEST.name
@@ -661,7 +660,7 @@ _MALLOC_TRIM = _load_malloc_trim() if sys.platform.startswith("linux") else None
 
 
 def _gzip(data: bytes) -> bytes:
-    compressor = gzip_compressobj(1, 8, 31)
+    compressor = gzip_compressor()
     return compressor.compress(data) + compressor.flush()
 
 

@@ -18,14 +18,24 @@ import os
 import struct
 import tempfile
 import warnings
+import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from .decoders import gzip_compressobj
 
 _HEADER = struct.Struct("<QBIII")  # seq, skip flag, up to three field lengths
 #: Compression level of the rows files (fast; the rows compress well anyway).
 GZIP_LEVEL = 1
+
+
+def gzip_compressor() -> Any:
+    """A gzip stream compressor (no name, mtime 0) whose bytes depend only on the data.
+
+    Always the standard zlib, never ISA-L: ISA-L gave different bytes for the same rows on
+    another machine (CI), and outputs promise one sha256 per content. Compressing is under 2%
+    of a run (0.39 s for 140 MB of rows, against 0.16 s with ISA-L).
+    """
+    return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
 
 
 def fsync_directory(path: Path) -> None:
@@ -223,7 +233,7 @@ class GzipRowsWriter:
 
     def __init__(self, path: Path) -> None:
         self._file = AtomicFile(path)
-        self._compressor = gzip_compressobj(GZIP_LEVEL, 8, 31)
+        self._compressor = gzip_compressor()
         self._digest = hashlib.sha256()
         self.size = 0
         self.rows = 0
