@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from streamer import cli
 from tests import refcompare
+
+# Tests must not depend on timing: no per-example deadline and no "too slow" health check, so a
+# slower or busier machine (CI) runs the same examples to the same verdicts.
+settings.register_profile("streamer", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("streamer")
 
 
 def pytest_configure(config: pytest.Config) -> None:
