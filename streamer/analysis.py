@@ -38,10 +38,12 @@ CLASSIFICATION_NOTE = ("Classification is conservative. timing_or_feed_lag_likel
                        "prove causality.")
 
 
-def iso_z(value: dt.datetime | None = None) -> str:
-    """UTC time to the second, ``Z``-suffixed (the manifest's timestamps)."""
-    value = value or dt.datetime.now(dt.UTC)
-    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def iso_z() -> str:
+    """The time now in UTC to the second, ``Z``-suffixed (the manifests' timestamps).
+
+    Cost: O(1). Raises nothing.
+    """
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class DivergenceAnalysis:
@@ -50,7 +52,8 @@ class DivergenceAnalysis:
     :param ws_names: the websocket files as the 10B manifest names them (context entries name
         their file when there is more than one).
     :param comparison_names: the comparison files likewise.
-    :param work_dir: a private directory for spools (removed by :meth:`close`).
+    :param work_dir: a private directory for spools (their files are closed by :meth:`close`,
+        removed by :func:`remove_work_dir`).
     :param share: sharded analyze (:mod:`streamer.shards`): ``(held, foreign)``. A helper indexes
         the events and answers the rows of the tokens ``held``; the driver (``held`` None) those of
         every token not in ``foreign``. Results then go, tagged with their ordinal, to
@@ -101,6 +104,7 @@ class DivergenceAnalysis:
         counted so far): results are written in that order. A divergent row whose fields the
         reference could not use is recorded in :attr:`problems` and skipped (it still counts as a
         comparison row and as divergent).
+        Cost: O(size of the row's diffs) plus the spool's O(log b); raises OSError from a spool write.
         """
         if ordinal is None:
             ordinal = self.aggregates.comparison_rows
@@ -123,24 +127,33 @@ class DivergenceAnalysis:
         return query
 
     def defer(self, query: Query) -> None:
-        """Answer ``query`` in the second pass (a row made after the stream has ended)."""
+        """Answer ``query`` in the second pass (a row made after the stream has ended).
+
+        Cost: O(size of the row), spooled to disk; raises OSError when the misses spool fails.
+        """
         self.join.misses += 1
         self._on_miss(query)
 
     def resolve(self, query: Query) -> Query:
-        """Settle the token of a row without a token id, once every row has been read."""
+        """Settle the token of a row without a token id, once every row has been read.
+
+        Cost: O(1). Raises nothing.
+        """
         if query.lookup is None and query.token in self.named_tokens:
             query.lookup = query.token
         return query
 
     def ws_file_of(self, query: Query) -> int:
-        """The websocket file index a query's last line refers to (the first file by default)."""
+        """The websocket file index a query's last line refers to (the first file by default).
+
+        Cost: O(1). Raises nothing.
+        """
         if not self.multi_ws:
             return 0
         return self.ws_index.get(str(query.row.get("raw_websocket_file")), 0)
 
     def context_key(self, query: Query) -> float | None:
-        """The index key of a query's last applied line, or None."""
+        """The index key of a query's last applied line, or None. Cost: O(1). Raises nothing."""
         if query.last_line is None:
             return None
         return entry_key(self.ws_file_of(query), query.last_line)
@@ -234,7 +247,7 @@ class DivergenceAnalysis:
 
     @property
     def results_path(self) -> Path:
-        """Where a sharded engine writes its tagged results."""
+        """Where a sharded engine writes its tagged results. Cost: O(1). Raises nothing."""
         return self.work_dir / "results.bin"
 
     def _tag_record(self, seq: int, fields: tuple[bytes, ...]) -> None:
@@ -246,7 +259,10 @@ class DivergenceAnalysis:
     _SHARED_JOIN_COUNTS = ("misses", "late_events", "spilled_pending")
 
     def share_summary(self) -> dict[str, Any]:
-        """What a helper's driver adds to its own: result counters and streaming statistics."""
+        """What a helper's driver adds to its own: result counters and streaming statistics.
+
+        Cost: O(categories + affect names). Raises nothing.
+        """
         aggregates = self.aggregates
         return {
             "categories": dict(aggregates.category_counts),
@@ -260,7 +276,10 @@ class DivergenceAnalysis:
         }
 
     def absorb(self, summary: dict[str, Any]) -> None:
-        """Add a helper's :meth:`share_summary` (the driver, before publishing)."""
+        """Add a helper's :meth:`share_summary` (the driver, before publishing).
+
+        Cost: O(categories + affect names); raises KeyError when ``summary`` lacks a counter.
+        """
         aggregates = self.aggregates
         aggregates.category_counts.update(summary["categories"])
         aggregates.affect_counts.update(summary["affects"])  # update() keeps zero counts
@@ -274,7 +293,10 @@ class DivergenceAnalysis:
         self.spool.spilled_records += summary["spilled_records"]
 
     def seal_results(self) -> Path:
-        """Close a helper's tagged results (after :meth:`finish`); returns their path."""
+        """Close a helper's tagged results (after :meth:`finish`); returns their path.
+
+        Cost: O(1) plus the last flush; raises OSError from the flush.
+        """
         assert self._tagged is not None
         self._tagged.close()
         return self.results_path
@@ -314,13 +336,17 @@ class DivergenceAnalysis:
 
         ``ws_rows`` returns a fresh iterator of ``(key, row, parts)`` over all websocket files.
         Returns the number of passes made.
+        Cost: ceil(m / EXACT_BATCH) passes + O(m log m), m misses; raises OSError and what ``ws_rows`` does.
         """
         if self._misses is None:
             return 0
         return self.answer_exactly(self._spooled_misses(), ws_rows)
 
     def answer_exactly(self, queries: Iterable[Query], ws_rows: Callable[[], Iterable[Any]]) -> int:
-        """Answer ``queries`` with targeted passes over the websocket rows; returns the passes made."""
+        """Answer ``queries`` with targeted passes over the websocket rows; returns the passes made.
+
+        Cost: ceil(q / EXACT_BATCH) passes + O(q log q), q queries; raises OSError and what ``ws_rows`` does.
+        """
         passes = 0
         batch: list[tuple[Query, float | None]] = []
         for query in queries:
@@ -338,7 +364,10 @@ class DivergenceAnalysis:
     # -- output ---------------------------------------------------------------------------------
 
     def summary_fields(self) -> dict[str, Any]:
-        """The aggregate keys of the manifest (everything computed from the rows)."""
+        """The aggregate keys of the manifest (everything computed from the rows).
+
+        Cost: O(k log k) for k distinct statuses, categories and affects. Raises nothing.
+        """
         aggregates = self.aggregates
         affects = aggregates.affect_counts
         results = aggregates.divergence_results
@@ -363,13 +392,17 @@ class DivergenceAnalysis:
         }
 
     def finish(self) -> None:
-        """Write every result still held, in order (after the main pass and any second pass)."""
+        """Write every result still held, in order (after the main pass and any second pass).
+
+        Cost: O(r log k) for r held records, k runs; raises RuntimeError on a lost/repeated result, OSError.
+        """
         self.spool.finish(self.aggregates.comparison_rows)
 
     def publish(self, manifest_path: Path, report_path: Path, fields: dict[str, Any]) -> None:
         """Assemble and atomically publish the manifest, then the report.
 
         ``fields`` holds every manifest key except the two row arrays.
+        Cost: O(output bytes); raises OSError, or KeyError when ``fields`` lacks a key the report prints.
         """
         for handle in (self._rows_file, self._refs_file, self._report_file):
             handle.close()
@@ -432,6 +465,7 @@ class DivergenceAnalysis:
         """Reattach an unpickled engine to its spools, cut back to their saved lengths.
 
         ``work_dir`` moves the engine to a copy of its spool directory (run files included).
+        Cost: O(spools + run files); also raises OSError when a spool cannot be cut or reopened.
 
         :raises ValueError: when a spool is shorter than its saved length (not this state's).
         """
@@ -449,19 +483,28 @@ class DivergenceAnalysis:
             setattr(self, attribute, open(path, "ab"))
 
     def close(self) -> None:
-        """Close and remove the spools."""
+        """Close the spools; their files stay (:func:`remove_work_dir` removes them).
+
+        Cost: O(1); raises OSError when a last flush fails.
+        """
         for handle in (self._rows_file, self._refs_file, self._report_file, self._misses, self._tagged):
             if handle is not None and not handle.closed:
                 handle.close()
 
 
 def make_work_dir(near: Path) -> Path:
-    """A private spool directory beside ``near`` (same filesystem as the outputs)."""
+    """A private spool directory beside ``near`` (same filesystem as the outputs).
+
+    Cost: O(1); raises OSError when the directory cannot be made.
+    """
     near.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=".streamer-work-", dir=near))
 
 
 def remove_work_dir(path: Path) -> None:
-    """Remove a spool directory and everything in it."""
+    """Remove a spool directory and everything in it.
+
+    Cost: O(files in it). Raises nothing (errors are ignored).
+    """
     shutil.rmtree(path, ignore_errors=True)
 

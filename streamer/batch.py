@@ -101,10 +101,14 @@ class Progress:
 
     @classmethod
     def for_inputs(cls, enabled: bool, inputs: list[InputStats]) -> "Progress":
-        """Progress over ``inputs``, their sizes on disk as the total."""
+        """Progress over ``inputs``, their sizes on disk as the total.
+
+        Cost: one stat per input; raises OSError when an input can no longer be stat'ed.
+        """
         return cls(enabled, inputs, sum(stats.path.stat().st_size for stats in inputs))
 
     def update(self) -> None:
+        """Redraw the progress line, at most every 0.5 s. Cost: O(inputs); raises OSError (stderr)."""
         if not self.enabled:
             return
         now = time.monotonic()
@@ -117,6 +121,7 @@ class Progress:
         sys.stderr.flush()
 
     def done(self) -> None:
+        """End the progress line, if one was drawn. Cost: O(1); raises OSError (stderr)."""
         if self.enabled and self._last:
             sys.stderr.write("\n")
             sys.stderr.flush()
@@ -199,6 +204,8 @@ def iter_objects(inputs: list[InputStats], problems: InputProblems,
 
     Blank lines are skipped; other lines that are not JSON objects are recorded in ``problems``.
     Errors surface during iteration.
+
+    Cost: O(input bytes); raises InputError when a file cannot be read (bad lines are counted).
     """
     return _rows(inputs, problems, progress, False)
 
@@ -219,17 +226,25 @@ def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Pr
     ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)`` and ``value``
     the parsed row. A row whose ``received_at_utc`` is not a string is skipped and recorded, as
     :func:`iter_objects` skips and records lines that are not JSON objects.
+
+    Cost: O(input bytes); raises InputError when a file cannot be read (bad lines are counted).
     """
     return _rows(inputs, problems, progress, True)
 
 
 def iter_ws_rows_again(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any], bytes]]:
-    """:func:`iter_ws_rows` for a read after the first (:func:`fresh_inputs`)."""
+    """:func:`iter_ws_rows` for a read after the first (:func:`fresh_inputs`).
+
+    Cost: O(websocket bytes); raises InputError when a file cannot be read (problems are dropped).
+    """
     return iter_ws_rows(fresh_inputs(inputs), InputProblems())
 
 
 def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, ...], dict[str, Any]]]:
-    """``(key, row, parts by token)`` for every websocket row: the input of a second pass."""
+    """``(key, row, parts by token)`` for every websocket row: the input of a second pass.
+
+    Cost: O(websocket bytes); raises InputError when a file cannot be read (problems are dropped).
+    """
     for key, row, value, _raw in iter_ws_rows_again(inputs):
         yield key, row, analysis_parts(value.get("json"))
 
@@ -553,6 +568,8 @@ def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_i
     A REST row received at ``T`` is compared just before the first websocket row received after
     ``T`` (SPEC section 3); each comparison row goes to ``session.rows`` and, with an analysis,
     is taken by its join at that same moment. Returns the number of websocket rows.
+
+    Cost: O(input bytes), re-read if a checkpoint was late; raises InputError, OSError, HelperError (relay).
     """
     rest = iter_objects(rest_inputs, problems)
     head = next(rest, None)
@@ -650,6 +667,8 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
 def optional_manifests(config: RunConfig) -> list[Any]:
     """The 10BC manifest and the orchestrator review of ``config`` (None where not given).
 
+    Cost: O(bytes of the given manifests); raises InputError (below).
+
     :raises InputError: when a given manifest is missing or unreadable.
     """
     return [read_manifest(path, MANIFEST_KEYS) if path is not None else None
@@ -665,6 +684,8 @@ def relayed_analysis(messages: Any, ws_inputs: list[InputStats], rows_name: str,
     same order and at the same stream positions: so the results are the same, while the driver
     only reconstructs. Ends with the driver's ``("publish", arguments)``: the second pass, then
     the divergence manifest and report; returns their :class:`Outcome`.
+
+    Cost: a read of the websocket files and the analysis; raises InputError, OSError, EOFError (pipe).
     """
     _quiet_gc()
     analysis = _Run(context_limit, evidence_seconds, [stats.name for stats in ws_inputs], [rows_name],
@@ -717,6 +738,8 @@ def run(config: RunConfig) -> Outcome:
     analysis the moment it is made, with no re-read of the rows. With ``workers`` 2 or more the
     analysis runs in a helper process that reads the websocket files once more
     (:func:`relayed_analysis`); the outputs are the same.
+
+    Cost: O(input bytes), re-reads for misses and late checkpoints; raises as below, OSError, HelperError.
 
     :raises UsageError: for a negative ``top_n`` or ``context_limit``.
     :raises InputError: when a manifest or input file is missing or unreadable.

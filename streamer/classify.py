@@ -155,7 +155,10 @@ class Aggregates:
         self.all_with_context = True
 
     def count_row(self, row: dict[str, Any]) -> str:
-        """Count one comparison row; return its status text (``unknown`` when it has none)."""
+        """Count one comparison row; return its status text (``unknown`` when it has none).
+
+        Cost: O(1). Raises nothing.
+        """
         self.comparison_rows += 1
         status = row.get("comparison_status")
         text = str(status or "unknown")
@@ -165,7 +168,10 @@ class Aggregates:
         return text
 
     def add_result(self, category: str, affects: dict[str, Any], has_context: bool) -> None:
-        """Count one finished divergence result."""
+        """Count one finished divergence result.
+
+        Cost: O(len(affects)); raises KeyError when ``affects`` lacks a key :func:`classify` sets.
+        """
         self.divergence_results += 1
         self.category_counts[category] += 1
         counts = self.affect_counts
@@ -180,7 +186,10 @@ class Aggregates:
             self.all_with_context = False
 
     def gate(self) -> str:
-        """The analysis gate: blocked by any quote/membership effect or missing context."""
+        """The analysis gate: blocked by any quote/membership effect or missing context.
+
+        Cost: O(1). Raises nothing.
+        """
         counts = self.affect_counts
         if (counts.get("best_bid") or counts.get("best_ask") or counts.get("spread")
                 or counts.get("level_count") or counts.get("top_n_price_membership")

@@ -276,7 +276,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``streamer`` command; returns the exit code."""
+    """Run the ``streamer`` command; returns the exit code.
+
+    Cost: the command's; raises SystemExit (bad flags, --help); StreamerError, OSError become exit codes.
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler

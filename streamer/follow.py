@@ -95,17 +95,23 @@ _STRIP_FILES = re.compile(',"raw_websocket_context_files":\\[(?:"\ue000m[0-9]+\u
 
 
 def ws_token(index: int) -> str:
-    """The placeholder of websocket file ``index`` in rows (``raw_websocket_file``) and locations."""
+    """The placeholder of websocket file ``index`` in rows (``raw_websocket_file``) and locations.
+
+    Cost: O(1). Raises nothing.
+    """
     return f"{_OPEN}w{index}{_CLOSE}"
 
 
 def rest_token(index: int) -> str:
-    """The placeholder of REST file ``index``."""
+    """The placeholder of REST file ``index``. Cost: O(1). Raises nothing."""
     return f"{_OPEN}r{index}{_CLOSE}"
 
 
 def context_token(index: int) -> str:
-    """The placeholder of websocket file ``index`` where only a multi-file capture names files."""
+    """The placeholder of websocket file ``index`` where only a multi-file capture names files.
+
+    Cost: O(1). Raises nothing.
+    """
     return f"{_OPEN}m{index}{_CLOSE}"
 
 
@@ -126,6 +132,10 @@ class Names:
                        for kind, names in self.names.items()}
 
     def name(self, token: str) -> str:
+        """The current name of placeholder ``token`` (``token`` itself when it is not a placeholder).
+
+        Cost: O(len(token)); raises IndexError for a placeholder of a file these names do not reach.
+        """
         match = _TOKEN.fullmatch(token.encode())
         if match is None:
             return token
@@ -170,10 +180,11 @@ class FollowConfig:
 
     @property
     def state_dir(self) -> Path:
+        """``--state``, or ``OUT/.state`` when it is not given. Cost: O(1). Raises nothing."""
         return Path(self.state) if self.state is not None else Path(self.out) / ".state"
 
     def run_config(self, output_manifest: Path | None = None) -> batch.RunConfig:
-        """The ``run`` configuration whose outputs follow writes on exit."""
+        """The ``run`` configuration whose outputs follow writes on exit. Cost: O(1). Raises nothing."""
         out = Path(self.out)
         return batch.RunConfig(
             manifest_10b=Path(self.manifest_10b), top_n=self.top_n, output_rows=out / ROWS_NAME,
@@ -183,12 +194,18 @@ class FollowConfig:
             context_limit=self.context_limit, price_evidence_seconds=self.price_evidence_seconds)
 
     def identity(self) -> dict[str, Any]:
-        """What a saved state must have been made with (the engines depend on it)."""
+        """What a saved state must have been made with (the engines depend on it).
+
+        Cost: O(1). Raises nothing.
+        """
         return {"ws": self.ws, "rest": self.rest, "top_n": self.top_n, "context_limit": self.context_limit,
                 "price_evidence_seconds": self.price_evidence_seconds, "out": str(self.out)}
 
     def check(self) -> None:
-        """:raises UsageError: for a flag value follow cannot honour."""
+        """Check the flags' values. Cost: O(1); raises UsageError (below), nothing else.
+
+        :raises UsageError: for a flag value follow cannot honour.
+        """
         if self.top_n < 0:
             raise UsageError("--top-n must be 0 or more")
         if self.context_limit < 0:
@@ -223,22 +240,30 @@ class RowBuffer:
         self.filled: dict[int, bytes] = {}
 
     def write(self, row: bytes) -> None:
+        """Count ``row`` and hold it for the next flush. Cost: O(1) amortized. Raises nothing."""
         self.rows += 1
         self.pending.append(row)
         self.pending_bytes += len(row)
 
     def reserve(self, count: int) -> int:
-        """Take ``count`` places for rows computed at the end; returns the first (0-based)."""
+        """Take ``count`` places for rows computed at the end; returns the first (0-based).
+
+        Cost: O(count). Raises nothing.
+        """
         start = self.rows
         self.rows += count
         self.pending.extend([b""] * count)
         return start
 
     def write_at(self, place: int, row: bytes) -> None:
-        """Fill a reserved place (at the end)."""
+        """Fill a reserved place (at the end). Cost: O(1). Raises nothing."""
         self.filled[place] = row
 
     def take(self) -> list[bytes]:
+        """Hand over the rows held since the last call (a reserved place is ``b""``).
+
+        Cost: O(1). Raises nothing.
+        """
         rows, self.pending, self.pending_bytes = self.pending, [], 0
         return rows
 
@@ -311,6 +336,7 @@ class Pipeline:
 
     @property
     def rows(self) -> RowBuffer:
+        """The session's rows sink. Cost: O(1); raises AssertionError (a bug) when it is no RowBuffer."""
         rows = self.session.rows
         assert isinstance(rows, RowBuffer)
         return rows
@@ -331,7 +357,10 @@ class Pipeline:
             names.append(rest_token(len(names)))
 
     def feed_ws(self, item: Item) -> None:
-        """Take one item of the websocket stream (its lines wait in the buffer)."""
+        """Take one item of the websocket stream (its lines wait in the buffer).
+
+        Cost: O(1), plus a placeholder per new file; raises nothing (a :class:`CaughtUp` is ignored).
+        """
         if type(item) is Lines:
             self._ensure_ws(item.file)
             self._ws_bytes += item.size
@@ -341,7 +370,10 @@ class Pipeline:
             self._ws.append(item)
 
     def feed_rest(self, item: Item) -> None:
-        """Take one item of the REST stream; a :class:`CaughtUp` moves the REST watermark."""
+        """Take one item of the REST stream; a :class:`CaughtUp` moves the REST watermark.
+
+        Cost: O(1), plus a placeholder per new file. Raises nothing.
+        """
         if type(item) is Lines:
             self._ensure_rest(item.file)
             self._rest_bytes += item.size
@@ -354,9 +386,11 @@ class Pipeline:
                 self.rest_watermark = item.at
 
     def ws_room(self) -> bool:
+        """Whether the websocket buffer holds less than :data:`BUFFER_BYTES`. Cost: O(1). Raises nothing."""
         return self._ws_bytes < BUFFER_BYTES
 
     def rest_room(self) -> bool:
+        """Whether the REST buffer holds less than :data:`BUFFER_BYTES`. Cost: O(1). Raises nothing."""
         return self._rest_bytes < BUFFER_BYTES
 
     # -- the merge ------------------------------------------------------------------------------
@@ -367,6 +401,8 @@ class Pipeline:
         ``final``: the streams end here (what is buffered is all there is): every websocket row
         is applied, then the REST rows left are compared (the caller then replays the late
         checkpoints and ends the session's stream).
+
+        Cost: a parse per line consumed, the session's work per row; raises OSError if a spool write fails.
         """
         done = 0
         session = self.session
@@ -505,7 +541,10 @@ class Pipeline:
     # -- figures --------------------------------------------------------------------------------
 
     def totals(self) -> dict[str, Any]:
-        """What has been processed so far, for ``status.json``."""
+        """What has been processed so far, for ``status.json``.
+
+        Cost: O(comparison statuses + divergence categories). Raises nothing.
+        """
         reconstructor = self.session.reconstructor
         totals: dict[str, Any] = {
             "websocket_rows": self.session.ws_rows,
@@ -531,13 +570,20 @@ class Pipeline:
         return totals
 
     def follow_counters(self) -> dict[str, Any]:
+        """Follow's own counters: REST rows compared late, websocket rows released by ``rest_wait``.
+
+        Cost: O(1) (at most :data:`LATE_LOCATIONS` locations). Raises nothing.
+        """
         return {"rest_rows_compared_late": self.late_rest_rows,
                 "rest_rows_compared_late_first": list(self.late_rest_locations),
                 "websocket_rows_released_by_rest_wait": self.released_rows}
 
 
 def named_problems(problems: InputProblems, names: Names) -> InputProblems:
-    """A copy of ``problems`` with the placeholders replaced by file names."""
+    """A copy of ``problems`` with the placeholders replaced by file names.
+
+    Cost: O(problem kinds + locations + truncated files); raises IndexError as :meth:`Names.name` does.
+    """
     out = InputProblems()
     for (file, reason), count in problems.counts.items():
         key = (names.name(file), reason)
@@ -585,10 +631,14 @@ class Publisher:
         self.index = self.segments / SEGMENT_INDEX
 
     def names(self, single_ws: bool = False) -> Names:
+        """The placeholders' names now (the files' current names). Cost: O(files read). Raises nothing."""
         return Names(self.tails["ws"].names(), self.tails["rest"].names(), single_ws=single_ws)
 
     def commit(self, snapshot: Snapshot) -> None:
-        """Write one snapshot durably (see the class docstring)."""
+        """Write one snapshot durably (see the class docstring).
+
+        Cost: O(segment + state), fsyncs; raises OSError if a write fails, RuntimeError if a spool is short.
+        """
         fsync_paths(snapshot.sync)
         if snapshot.member:
             append_durably(self.state.rows_spool, snapshot.member)
@@ -623,7 +673,10 @@ class Publisher:
         append_durably(self.index, snapshot.index_line)
 
     def restore(self, segments: int, index_bytes: int) -> None:
-        """After a restart: drop what the last committed state does not list."""
+        """After a restart: drop what the last committed state does not list.
+
+        Cost: O(segment directories); raises OSError when the segment index cannot be created or cut.
+        """
         for path in self.segments.iterdir():
             name = path.name
             if name.startswith("."):
@@ -720,7 +773,10 @@ def _spool_count(path: Path, span: tuple[int, int]) -> int:
 
 
 def iter_spooled_rows(path: Path) -> Iterator[bytes]:
-    """The rows of the comparison rows spool (gzip members of JSON lines), in order."""
+    """The rows of the comparison rows spool (gzip members of JSON lines), in order.
+
+    Cost: O(spool bytes); raises OSError if unreadable, RuntimeError (after the rows) if damaged or cut.
+    """
     members = GzipMembers()
     splitter = LineSplitter()
     with open(path, "rb") as handle:
@@ -838,7 +894,10 @@ class Follower:
         self._runs_synced: set[str] = {path.name for path in engine.spool.runs}
 
     def close(self) -> None:
-        """Close the files being read and the spools (kept on disk); release the state directory."""
+        """Close the files being read and the spools (kept on disk); release the state directory.
+
+        Cost: O(files waiting); raises OSError if a spool cannot be flushed (the lock is then kept).
+        """
         for tail in self.tails.values():
             tail.close()
         analysis = self.pipeline.session.analysis
@@ -849,7 +908,10 @@ class Follower:
     # -- snapshots ------------------------------------------------------------------------------
 
     def snapshot(self, stopped: bool = False) -> Snapshot:
-        """Everything one flush publishes (the pipeline must not change meanwhile). O(state + segment)."""
+        """Everything one flush publishes (the pipeline must not change meanwhile).
+
+        Cost: O(state + segment); raises OSError if a spool cannot be flushed or read, RuntimeError if short.
+        """
         pipeline = self.pipeline
         engine = pipeline.session.analysis.engine  # type: ignore[union-attr]
         rows = pipeline.rows.take()
@@ -930,14 +992,20 @@ class Follower:
         }
 
     def commit(self, snapshot: Snapshot) -> None:
-        """Write a snapshot (worker thread)."""
+        """Write a snapshot (worker thread), then give freed heap memory back.
+
+        Cost: as :meth:`Publisher.commit`, O(segment + state); raises what it raises.
+        """
         self.publisher.commit(snapshot)
         _release_memory()
 
     # -- the tasks ------------------------------------------------------------------------------
 
     async def run(self) -> FollowOutcome:
-        """Follow until a signal or ``--exit-when-idle``; then publish the final outputs."""
+        """Follow until a signal or ``--exit-when-idle``; then publish the final outputs.
+
+        Cost: O(bytes read), O(segment + state) per flush; raises an ExceptionGroup around its tasks' errors.
+        """
         self._stop = anyio.Event()
         self._wake = anyio.Event()
         self._signal_scope = anyio.CancelScope()
@@ -983,7 +1051,10 @@ class Follower:
                 await anyio.sleep_forever()
 
     def stop(self, reason: str) -> None:
-        """Ask the follower to stop (finish the batch in hand, publish, return)."""
+        """Ask the follower to stop (finish the batch in hand, publish, return).
+
+        Cost: O(1); call it in :meth:`run`'s event loop: raises AttributeError before :meth:`run` starts.
+        """
         if self.stop_reason is None:
             self.stop_reason = reason
         self._stop_reading = True
@@ -1094,6 +1165,8 @@ class Follower:
 
         The live state is left as committed, so that a later start resumes from it (the lines
         buffered here are read again then).
+
+        Cost: O(spools + outputs), websocket re-reads; raises InputError (a re-read), OSError, RuntimeError.
         """
         reason = self.stop_reason or "stopped"
         run_config = self.config.run_config()
@@ -1232,6 +1305,8 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 def follow(config: FollowConfig, *, log: Callable[[str], None] | None = None) -> FollowOutcome:
     """Run ``streamer follow`` until a signal or ``--exit-when-idle``; return what it published.
+
+    Cost: O(bytes read); raises as below at the start, and an ExceptionGroup for an error while running.
 
     :raises UsageError: for a bad flag, a state made with other flags, or a state in use.
     :raises InputError: when the 10B manifest is unreadable.

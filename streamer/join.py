@@ -37,7 +37,10 @@ ResultSink = Callable[[Query, list[Entry], list[Entry], Evidence], None]
 
 
 def matched_parts(parts: list[tuple[Any, ...]], prices: frozenset[Any]) -> list[tuple[Any, ...]]:
-    """The price_change parts of an entry whose price is one of ``prices`` (as decimals)."""
+    """The price_change parts of an entry whose price is one of ``prices`` (as decimals).
+
+    Cost: O(len(parts)) (price keys are cached: :func:`~streamer.payloads.price_key`). Raises nothing.
+    """
     return [part for part in parts
             if (part[0] == PRICE_CHANGE or part[0] == LEGACY_PRICE_CHANGE)
             and part_price_key(part) in prices]
@@ -111,13 +114,19 @@ class ContextJoin:
         return token in held if held is not None else token not in self.foreign_tokens
 
     def cutoff_us(self) -> int | None:
-        """Receive time before which an event can no longer fall in a window taken from now on."""
+        """Receive time before which an event can no longer fall in a window taken from now on.
+
+        Cost: O(1). Raises nothing.
+        """
         if self.max_us is None:
             return None
         return self.max_us - self.evidence_us - self.allowance_us
 
     def advance(self, received_us: int | None) -> None:
-        """Account for the receive time of the next websocket row; close windows it passes."""
+        """Account for the receive time of the next websocket row; close windows it passes.
+
+        Cost: O(log d + p) per window closed (d deadlines, p pending on its token); raises what sinks do.
+        """
         if received_us is None:
             return
         max_us = self.max_us
@@ -215,6 +224,7 @@ class ContextJoin:
 
         Finishes it at once when everything is known, registers it as pending otherwise, or
         reports it as a miss when the retained events cannot answer it exactly.
+        Cost: O(log n + C + w), n retained, w in the window (a flush or spill more); raises what sinks do.
         """
         if query.lookup is None:
             return self._miss(query)  # answered once every row's token is known
@@ -300,7 +310,10 @@ class ContextJoin:
         return evidence
 
     def close(self) -> None:
-        """End of the stream: every pending row is finished with what it has."""
+        """End of the stream: every pending row is finished with what it has.
+
+        Cost: O(tokens + pending rows); raises what ``on_result`` raises.
+        """
         for index in self.indexes.values():
             for pending in index.pending:
                 pending.after_open = pending.evidence_open = False

@@ -32,12 +32,14 @@ class _HashingReader:
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
+        """Read, hash and count up to ``size`` bytes. Cost: O(bytes read); raises OSError from the read."""
         data = self._handle.read(size)
         self.digest.update(data)
         self.size += len(data)
         return data
 
     def drain(self) -> None:
+        """Read (and hash) the rest of the file. Cost: O(bytes left); raises OSError from the read."""
         for chunk in iter(lambda: self.read(1 << 20), b""):
             pass
 
@@ -55,18 +57,27 @@ class Manifest:
         self.sha256 = sha256
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The value read for ``key``, or ``default``. Cost: O(1). Raises nothing."""
         return self.values.get(key, default)
 
     def artifact(self, kind: str) -> dict[str, Any]:
-        """The ``input_artifacts`` entry of this manifest."""
+        """The ``input_artifacts`` entry of this manifest.
+
+        Cost: O(len(name)). Raises nothing.
+        """
         return {"path": Path(self.name).as_posix(), "kind": kind, "bytes": self.size, "sha256": self.sha256}
 
     def gate(self) -> Any:
-        """The gate as the reference reads a review: gate_status, else review_gate, else status."""
+        """The gate as the reference reads a review: gate_status, else review_gate, else status.
+
+        Cost: O(1). Raises nothing.
+        """
         return self.values.get("gate_status") or self.values.get("review_gate") or self.values.get("status")
 
     def files(self, kind: str) -> list[str]:
         """Paths of ``output_files`` entries of ``kind``, in order.
+
+        Cost: O(entries); raises InputError (below).
 
         :raises InputError: when ``output_files`` or a matching entry is malformed.
         """
@@ -155,6 +166,7 @@ class _Builder:
         self.containers = 0
 
     def event(self, event: str, value: Any) -> None:
+        """Add one parser event. Cost: O(1) amortized; raises nothing for events in parser order."""
         if event in ("start_map", "start_array"):
             self.containers += 1
         elif event in ("end_map", "end_array"):
@@ -163,6 +175,7 @@ class _Builder:
 
     @property
     def value(self) -> Any:
+        """The value built so far (None before the first event). Cost: O(1). Raises nothing."""
         return self._builder.value
 
 

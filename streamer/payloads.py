@@ -190,7 +190,10 @@ def price_key(value: Any) -> Any:
 
 
 def part_price_key(part: tuple[Any, ...]) -> Any:
-    """The evidence price key of a price_change part, or None for other parts."""
+    """The evidence price key of a price_change part, or None for other parts.
+
+    Cost: O(1) (cached, see :func:`price_key`). Raises nothing.
+    """
     tag = part[0]
     if tag == PRICE_CHANGE or tag == LEGACY_PRICE_CHANGE:
         price = part[1].get("price")

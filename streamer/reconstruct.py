@@ -35,7 +35,10 @@ def _millis(value: Any) -> int | None:
 
 
 def accepted_summaries(row: dict[str, Any]) -> list[Any] | None:
-    """A REST row's ``json`` list, or None when the row is rejected (an error status or no list)."""
+    """A REST row's ``json`` list, or None when the row is rejected (an error status or no list).
+
+    Cost: O(1). Raises nothing.
+    """
     status = row.get("http_status")
     summaries = row.get("json")
     if (status is not None and not (type(status) is int and 200 <= status < 300)) or type(summaries) is not list:
@@ -44,12 +47,15 @@ def accepted_summaries(row: dict[str, Any]) -> list[Any] | None:
 
 
 def is_book_summary(summary: Any) -> bool:
-    """Whether an element of an accepted REST row yields a comparison row."""
+    """Whether an element of an accepted REST row yields a comparison row. Cost: O(1). Raises nothing."""
     return type(summary) is dict and summary.get("asset_id") is not None
 
 
 def comparison_row_count(row: dict[str, Any]) -> int:
-    """How many comparison rows :meth:`Reconstructor.compare` makes of ``row`` (known up front)."""
+    """How many comparison rows :meth:`Reconstructor.compare` makes of ``row`` (known up front).
+
+    Cost: O(summaries in the row). Raises nothing.
+    """
     summaries = accepted_summaries(row)
     return 0 if summaries is None else sum(1 for summary in summaries if is_book_summary(summary))
 
@@ -64,19 +70,30 @@ class Anomalies:
         self.locations: dict[str, list[str]] = {}
 
     def add(self, name: str, where: str) -> None:
+        """Count one ``name`` fault; keep ``where`` if among the first :data:`ANOMALY_LOCATIONS`.
+
+        Cost: O(1). Raises nothing.
+        """
         count = self.counts[name]
         self.counts[name] = count + 1
         if count < ANOMALY_LOCATIONS:
             self.locations.setdefault(name, []).append(where)
 
     def merge(self, other: "Anomalies") -> None:
-        """Add ``other``'s counts and (up to the cap) its locations."""
+        """Add ``other``'s counts and (up to the cap) its locations.
+
+        Cost: O(names x :data:`ANOMALY_LOCATIONS`). Raises nothing.
+        """
         for name, count in other.counts.items():
             self.counts[name] += count
             kept = self.locations.setdefault(name, [])
             kept.extend(other.locations.get(name, [])[: max(0, ANOMALY_LOCATIONS - len(kept))])
 
     def as_json(self) -> dict[str, Any]:
+        """Each fault's ``count`` and ``first`` locations, by name in name order.
+
+        Cost: O(k log k + kept locations) for k names. Raises nothing.
+        """
         return {name: {"count": count, "first": self.locations.get(name, [])}
                 for name, count in sorted(self.counts.items())}
 
@@ -358,7 +375,10 @@ class Reconstructor:
         return result
 
     def gate(self) -> str:
-        """The 10C gate: PASS when every comparison matched, DIVERGENT otherwise, or NO_CHECKPOINTS."""
+        """The 10C gate: PASS when every comparison matched, DIVERGENT otherwise, or NO_CHECKPOINTS.
+
+        Cost: O(1). Raises nothing.
+        """
         if not self.comparison_rows:
             return "BOOK_RECONSTRUCTION_NO_CHECKPOINTS"
         if self.status_counts.get("match", 0) == self.comparison_rows:

@@ -16,7 +16,10 @@ SCOPE = ("Offline analysis only. No Kubernetes Deployment, CronJob, PVC, secret,
 
 
 def row_line(row: dict[str, Any]) -> str:
-    """The report line of one divergence row (``row`` as in ``divergence_rows``)."""
+    """The report line of one divergence row (``row`` as in ``divergence_rows``).
+
+    Cost: O(length of the line); raises KeyError when ``row`` lacks a field it prints.
+    """
     affects = row["affects"]
     return (
         f"- comparison line `{row['comparison_line']}`, REST checkpoint `{row['rest_checkpoint_sequence']}`, "
@@ -28,7 +31,10 @@ def row_line(row: dict[str, Any]) -> str:
 
 def finding(results: int, size_only: int, quote_or_membership: int, affect_counts: dict[str, int],
             without_context: int) -> str:
-    """The finding paragraph: what the rows say, in the reference's words where they agree."""
+    """The finding paragraph: what the rows say, in the reference's words where they agree.
+
+    Cost: O(1). Raises nothing.
+    """
     if results == 0:
         sentences = ["There are no divergent rows in this sample."]
     elif size_only == results:
@@ -55,7 +61,10 @@ def finding(results: int, size_only: int, quote_or_membership: int, affect_count
 
 
 def head(manifest: dict[str, Any], finding_text: str) -> str:
-    """Everything before the divergence row lines, ending with the section's blank line."""
+    """Everything before the divergence row lines, ending with the section's blank line.
+
+    Cost: O(size of the count objects); raises KeyError when ``manifest`` lacks a key it prints.
+    """
     summary = manifest["analysis_summary"]
     lines = [
         TITLE,
@@ -94,7 +103,10 @@ def head(manifest: dict[str, Any], finding_text: str) -> str:
 
 
 def tail(manifest: dict[str, Any]) -> str:
-    """Everything after the divergence row lines."""
+    """Everything after the divergence row lines.
+
+    Cost: O(length of the text); raises KeyError when ``manifest`` lacks a key it prints.
+    """
     lines = [
         "",
         "## Gate",

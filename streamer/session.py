@@ -28,13 +28,19 @@ RELAY_EVERY = 1 << 12
 
 
 def rest_time_us(rest_row: dict[str, Any]) -> int | None:
-    """A REST checkpoint row's receive time (µs), or None when it has none usable."""
+    """A REST checkpoint row's receive time (µs), or None when it has none usable.
+
+    Cost: O(1). Raises nothing (an unparseable time gives None).
+    """
     value = rest_row.get("received_at_utc")
     return parse_time_us(value) if value and type(value) is str else None
 
 
 def feed_join(join: ContextJoin, key: float, row: tuple[Any, ...], value: dict[str, Any], rows_fed: int) -> None:
-    """Hand one websocket row (the ``rows_fed``-th) to an analysis join: time, events, sweeps."""
+    """Hand one websocket row (the ``rows_fed``-th) to an analysis join: time, events, sweeps.
+
+    Cost: O(events + tokens x log n), a sweep O(tokens); raises OSError when a result cannot be spooled.
+    """
     join.advance(row[4])
     parts = analysis_parts(value.get("json"))
     if parts:
@@ -48,7 +54,9 @@ class RowsSink(Protocol):
 
     rows: int
 
-    def write(self, row: bytes) -> None: ...
+    def write(self, row: bytes) -> None:
+        """Write one serialized row. Cost: the sink's; raises OSError when the row cannot be written."""
+        ...
 
 
 class AnalysisRun:
@@ -75,7 +83,10 @@ class AnalysisRun:
         self.workers = 1
 
     def restart(self) -> DivergenceAnalysis:
-        """Drop every result and start a fresh engine (exact recomputation)."""
+        """Drop every result and start a fresh engine (exact recomputation).
+
+        Cost: O(files in the old work directory); raises OSError when the new spools cannot be made.
+        """
         named = self.engine.named_tokens
         self.close()
         self.work_dir = make_work_dir(self.output_dir)
@@ -85,6 +96,10 @@ class AnalysisRun:
         return self.engine
 
     def close(self) -> None:
+        """Close the engine's spools and remove the work directory.
+
+        Cost: O(files in the work directory); raises OSError only when closing a spool (a flush) fails.
+        """
         self.engine.close()
         remove_work_dir(self.work_dir)
 
@@ -136,6 +151,8 @@ class RunSession:
                 output_manifest: Path, work_dir: Path | None = None) -> "RunSession":
         """A session with both engines, as ``streamer run`` builds it.
 
+        Cost: O(files); raises UsageError (below), OSError when the work directory cannot be made.
+
         :raises UsageError: for a negative ``context_limit``.
         """
         reconstructor = Reconstructor(markets, ws_names, rest_names, top_n)
@@ -149,6 +166,8 @@ class RunSession:
         ``row`` is ``(file_index, line, global_sequence, received_at_utc, received_us)``, ``key``
         its index key (:func:`streamer.index.entry_key`), ``raw`` the line as read (when given,
         the reconstructor finds duplicate payloads from its bytes).
+
+        Cost: O(entries x log levels + tokens x log n); raises OSError (spools), HelperError (relay).
         """
         self.ws_rows += 1
         received_us = row[4]
@@ -168,6 +187,8 @@ class RunSession:
 
         ``stream_key`` is the key of the last websocket row read (default: the last one fed;
         infinity once the websocket stream has ended).
+
+        Cost: O(summaries x (levels log levels + top_n)); raises OSError (rows), HelperError (relay).
         """
         rows = self.rows
         assert rows is not None, "RunSession.rows must be set before the first checkpoint"
@@ -262,13 +283,19 @@ class RunSession:
         return replayed
 
     def end_of_stream(self) -> None:
-        """The websocket stream has ended (after the last checkpoints): finish every pending row."""
+        """The websocket stream has ended (after the last checkpoints): finish every pending row.
+
+        Cost: O(pending rows) results written; raises OSError (spools), HelperError (relay).
+        """
         if self.analysis is not None:
             self.analysis.engine.join.close()
         elif self.relay is not None:
             self.relay(("end",))
 
     def close(self) -> None:
-        """Close the analysis spools and remove its work directory."""
+        """Close the analysis spools and remove its work directory.
+
+        Cost: O(files in the work directory); raises OSError only when closing a spool (a flush) fails.
+        """
         if self.analysis is not None:
             self.analysis.close()

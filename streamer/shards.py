@@ -147,6 +147,8 @@ class Helpers:
     def results(self) -> list[Any]:
         """Wait for every helper; return their results.
 
+        Cost: blocks until every helper has ended, then O(result bytes); raises as below.
+
         :raises InputError: when a helper could not read an input (the same one-line error).
         :raises HelperError: when a helper failed otherwise or died.
         """

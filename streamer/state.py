@@ -51,18 +51,23 @@ class StateDir:
 
     @property
     def work(self) -> Path:
+        """The analysis spools' directory, ``work/``. Cost: O(1). Raises nothing."""
         return self.path / WORK_DIR
 
     @property
     def rows_spool(self) -> Path:
+        """The comparison rows spool, ``rows.spool.gz``. Cost: O(1). Raises nothing."""
         return self.path / ROWS_SPOOL
 
     @property
     def final_work(self) -> Path:
+        """The copy of the spools an exit works on, ``final-work/``. Cost: O(1). Raises nothing."""
         return self.path / FINAL_WORK
 
     def lock(self) -> None:
         """Take the directory's lock for this process.
+
+        Cost: O(1); raises UsageError (below), or OSError when the lock file cannot be opened.
 
         :raises UsageError: when another process holds it.
         """
@@ -75,12 +80,15 @@ class StateDir:
         self._lock = handle
 
     def unlock(self) -> None:
+        """Release the lock (close its file); nothing when not held. Cost: O(1). Raises nothing."""
         if self._lock is not None:
             self._lock.close()
             self._lock = None
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none (a fresh start).
+
+        Cost: O(size of the state file); raises UsageError (below) for any read or unpickling failure.
 
         :raises UsageError: when the state file is unreadable or of another format.
         """
@@ -105,7 +113,10 @@ class StateDir:
             out.handle.write(data)
 
     def fresh(self) -> None:
-        """Start over: drop the spools and anything a previous, uncommitted start left."""
+        """Start over: drop the spools and anything a previous, uncommitted start left.
+
+        Cost: O(files removed); raises OSError when the rows spool cannot be removed or ``work/`` made.
+        """
         for name in (WORK_DIR, FINAL_WORK):
             shutil.rmtree(self.path / name, ignore_errors=True)
         try:
@@ -116,6 +127,8 @@ class StateDir:
 
     def cut_rows_spool(self, length: int) -> None:
         """Cut the comparison rows spool back to its committed length (creating it when missing).
+
+        Cost: O(1); raises UsageError (below), OSError when the spool cannot be created or cut.
 
         :raises UsageError: when it is shorter than that (it does not belong to this state).
         """
@@ -128,7 +141,10 @@ class StateDir:
         os.truncate(path, length)
 
     def remove_unlisted_runs(self, keep: list[Path]) -> None:
-        """Remove the reorder buffer's run files that the state does not name."""
+        """Remove the reorder buffer's run files that the state does not name, and ``final-work/``.
+
+        Cost: O(files in ``work/`` and ``final-work/``); raises OSError when a run file cannot be removed.
+        """
         wanted = {path.name for path in keep}
         for path in self.work.glob("run-*.bin"):
             if path.name not in wanted:
@@ -137,7 +153,10 @@ class StateDir:
 
 
 def append_durably(path: Path, data: bytes) -> int:
-    """Append ``data`` to ``path``, fsync it; returns the new length."""
+    """Append ``data`` to ``path``, fsync it; returns the new length.
+
+    Cost: O(len(data)) plus an fsync; raises OSError when ``path`` cannot be opened, written or synced.
+    """
     with open(path, "ab") as handle:
         handle.write(data)
         handle.flush()
@@ -146,7 +165,10 @@ def append_durably(path: Path, data: bytes) -> int:
 
 
 def fsync_paths(paths: list[Path]) -> None:
-    """fsync each existing file of ``paths`` (data written by other handles included)."""
+    """fsync each existing file of ``paths`` (data written by other handles included).
+
+    Cost: one fsync per file; raises OSError when an existing file cannot be opened or synced.
+    """
     for path in paths:
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -159,6 +181,9 @@ def fsync_paths(paths: list[Path]) -> None:
 
 
 def replace_directory(temp: Path, final: Path) -> None:
-    """Rename a complete directory into place and make the rename durable."""
+    """Rename a complete directory into place and make the rename durable.
+
+    Cost: a rename and a directory fsync; raises OSError when the rename fails (a failed fsync is ignored).
+    """
     os.replace(temp, final)
     fsync_directory(final.parent)

@@ -96,6 +96,10 @@ class _Clock:
         self._prefix = ""
 
     def fmt(self, t_us: int) -> str:
+        """``t_us`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+
+        Cost: O(1); raises OverflowError, OSError or ValueError for a time datetime cannot represent.
+        """
         sec, us = divmod(t_us, 1_000_000)
         if sec != self._sec:
             self._sec = sec
@@ -121,6 +125,7 @@ class _LineWriter:
         self._size = 0
 
     def write(self, line: bytes) -> None:
+        """Buffer one line (flushed past 256 KiB). Cost: O(len(line)) amortized; raises OSError (flush)."""
         self._buf.append(line)
         self._size += len(line)
         self.lines += 1
@@ -128,12 +133,14 @@ class _LineWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Write the buffered lines out. Cost: O(bytes buffered); raises OSError when the write fails."""
         if self._buf:
             self._out.write(b"".join(self._buf))
             self._buf.clear()
             self._size = 0
 
     def close(self) -> None:
+        """Flush, end the gzip stream, close the file. Cost: O(bytes buffered); raises OSError (write)."""
         self.flush()
         if self._out is not self._raw:
             self._out.close()
@@ -182,18 +189,25 @@ class _Market:
         self.tick = "0.01"
 
     def best_bid(self) -> int:
+        """The best YES bid in cents (0 when none). Cost: O(levels). Raises nothing."""
         return max(self.bids) if self.bids else 0
 
     def best_ask(self) -> int:
+        """The best YES ask in cents (100 when none). Cost: O(levels). Raises nothing."""
         return min(self.asks) if self.asks else 100
 
     # Levels as the venue writes them: bids ascending, asks descending (best level last).
     def levels_yes(self) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """The YES book's ``(bids, asks)``. Cost: O(levels log levels). Raises nothing."""
         bids = [{"price": _PRICE[p], "size": _size_str(self.bids[p])} for p in sorted(self.bids)]
         asks = [{"price": _PRICE[p], "size": _size_str(self.asks[p])} for p in sorted(self.asks, reverse=True)]
         return bids, asks
 
     def levels_no(self) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """The NO book's ``(bids, asks)``, the YES book mirrored.
+
+        Cost: O(levels log levels). Raises nothing.
+        """
         # NO bids are 1 - YES asks (ascending NO price = descending YES ask price), NO asks 1 - YES bids.
         bids = [{"price": _PRICE[100 - p], "size": _size_str(self.asks[p])} for p in sorted(self.asks, reverse=True)]
         asks = [{"price": _PRICE[100 - p], "size": _size_str(self.bids[p])} for p in sorted(self.bids)]
@@ -614,6 +628,10 @@ class _Generator:
     # -- main loop ---------------------------------------------------------------------------------
 
     def run(self) -> Capture:
+        """Write every line of the capture, then close its files; returns what was written.
+
+        Cost: O(levels) a line, O(markets x levels) a subscription or REST row; raises OSError (writes).
+        """
         shape = self.shape
         rng = self.rng
         rate = shape.messages_per_second
@@ -720,7 +738,10 @@ def generate_capture(out_dir: Path, shape: CaptureShape, seed: int, *, path_base
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m streamer.synth OUT_DIR [--seed S] [--<shape-field> VALUE ...]``."""
+    """Command line: ``python -m streamer.synth OUT_DIR [--seed S] [--<shape-field> VALUE ...]``.
+
+    Cost: as :func:`generate_capture`; raises SystemExit for bad arguments (ValueError, OSError: exit 2).
+    """
     parser = argparse.ArgumentParser(prog="python -m streamer.synth", description=__doc__)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
