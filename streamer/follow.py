@@ -51,7 +51,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import batch, decoders
 from .analysis import iso_z
 from .batch import DEFAULT_10C_MANIFEST, DEFAULT_OUTPUT_MANIFEST, DEFAULT_OUTPUT_REPORT, parse_object
-from .errors import UsageError
+from .errors import StreamerError, UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import parse_time_us
@@ -1306,14 +1306,34 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 def follow(config: FollowConfig, *, log: Callable[[str], None] | None = None) -> FollowOutcome:
     """Run ``streamer follow`` until a signal or ``--exit-when-idle``; return what it published.
 
-    Cost: O(bytes read); raises as below at the start, and an ExceptionGroup for an error while running.
+    Cost: O(bytes read); raises as below, at the start or while running (unwrapped from the tasks' group).
 
     :raises UsageError: for a bad flag, a state made with other flags, or a state in use.
-    :raises InputError: when the 10B manifest is unreadable.
+    :raises InputError: when the 10B manifest, or an input re-read at exit, is unreadable.
+    :raises OSError: when an output or the state cannot be written.
     """
     _limit_malloc_arenas()
     follower = Follower(config, log=log)
     try:
         return anyio.run(follower.run)
+    except BaseExceptionGroup as group:
+        # The task groups wrap what a task raised; the CLI turns a StreamerError or an OSError
+        # into one line and an exit code, so hand the first of those on (anything else is a bug
+        # and keeps its group and traceback).
+        error = _first_reportable(group)
+        if error is None:
+            raise
+        raise error from group
     finally:
         follower.close()
+
+
+def _first_reportable(group: BaseExceptionGroup) -> BaseException | None:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found = _first_reportable(error)
+            if found is not None:
+                return found
+        elif isinstance(error, (StreamerError, OSError)):
+            return error
+    return None

@@ -246,3 +246,38 @@ def test_a_short_spool_is_an_error_not_a_hang(tmp_path: Path) -> None:
     path.write_bytes(b"\n    {}")
     with pytest.raises(RuntimeError, match="shorter than its committed length"):
         follow_module._spool_count(path, (0, 100))
+
+
+def test_an_error_while_following_is_one_line_and_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An error raised inside follow's tasks reaches the CLI as itself, not as a task group.
+
+    Here the 10B manifest is deleted while follow runs; it is read again at exit, so follow ends
+    with one stderr line naming it and exit code 2 (a traceback before the fix).
+    """
+    ws, rest, source = _capture(workdir, seed=5, ws_lines=400)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    errors: list[BaseException] = []
+
+    def delete_manifest() -> None:
+        try:
+            wait_for(lambda: read_status(workdir / "out") is not None, "follow's first status")
+            (workdir / "cap" / "manifest_10b.json").unlink()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=delete_manifest)
+    thread.start()
+    code = cli.main(["follow", "--ws", "cap/ws*.jsonl*", "--rest", "cap/rest*.jsonl*",
+                     "--manifest-10b", "cap/manifest_10b.json", "--out", "out", "--state", "state",
+                     "--poll", "0.05", "--flush-interval", "0.2", "--exit-when-idle", "1.5"])
+    thread.join(TIMEOUT)
+    assert not errors, errors
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err and "ExceptionGroup" not in err
+    last = err.strip().splitlines()[-1]
+    assert "manifest_10b.json" in last and last.startswith("streamer follow: error:"), last
+    assert not (workdir / "out" / OUTPUTS[2]).exists(), "nothing final is published without the manifest"
