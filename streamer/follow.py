@@ -1173,6 +1173,13 @@ class Follower:
         status_path = self.out / STATUS_NAME
         ws_end = self.tails["ws"].open_file_end()
         rest_end = self.tails["rest"].open_file_end()
+        if not (self.tails["ws"].caught_up() and self.tails["rest"].caught_up()):
+            # Stopped right after a resume: the state's rows come from lines not reached again,
+            # whose files cannot be described yet. The state stays as committed.
+            self.log("stopped before reading caught up with the saved state: no final outputs written "
+                     "(the state is kept; start again to resume)")
+            self._stopped_status(None)
+            return FollowOutcome(None, run_config, reason, status_path)
         if not self.pipeline.ws_files and ws_end is None and not self.pipeline._ws:
             self.log(f"no websocket file matched {self.config.ws}: no final outputs written")
             self._stopped_status(None)

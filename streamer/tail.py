@@ -606,6 +606,19 @@ class Tailer:
             return FileEnd(reader.entry.seq, reader.entry.name, reader.raw_pos, reader.digest.copy().hexdigest(),
                            bool(reader.compressed), truncated, reader.lines)
 
+    def caught_up(self) -> bool:
+        """Whether reading has passed every line a resumed state had consumed.
+
+        Until then the state holds rows from lines this tailer has not reached again (its
+        :meth:`names` and :meth:`open_file_end` do not cover them yet). Cost: O(files waiting).
+        Raises nothing.
+        """
+        with self._lock:
+            reader = self._reader
+            if reader is not None and reader.skip:
+                return False
+            return not any(entry.skip for entry in self.queue)
+
     def names(self) -> list[str]:
         """The current name of every file reading has reached, by sequence number.
 

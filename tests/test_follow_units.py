@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from streamer.errors import UsageError
 from streamer.follow import FollowConfig, Names, context_token, follow, rest_token, ws_token
 from streamer.state import StateDir
 from streamer.synth import CaptureShape, generate_capture
+from streamer.tail import Tailer
 
 from tests.test_follow_e2e import OUTPUTS, TIMEOUT, read_status, wait_for
 
@@ -281,3 +284,46 @@ def test_an_error_while_following_is_one_line_and_exit_2(workdir: Path, capsys: 
     last = err.strip().splitlines()[-1]
     assert "manifest_10b.json" in last and last.startswith("streamer follow: error:"), last
     assert not (workdir / "out" / OUTPUTS[2]).exists(), "nothing final is published without the manifest"
+
+
+def test_stopped_before_reading_caught_up_after_a_resume(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower stopped before its readers reached the saved cursors publishes nothing, keeps the state.
+
+    (Its rows name lines of files it has not reached again, so the files cannot be described: it
+    used to fail with an IndexError.) A later start resumes, and its outputs equal ``run``'s.
+    """
+    ws, rest, source = _capture(workdir, seed=9)
+    (workdir / "cap").mkdir()
+    half_ws, half_rest = len(ws) // 2, len(rest) // 2
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws[:half_ws]))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest[:half_rest]))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl", "cap/ws-0002.jsonl"], ["cap/rest-0001.jsonl"])
+    assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+    (workdir / "cap" / "ws-0002.jsonl").write_bytes(b"".join(ws[half_ws:]))
+    with open(workdir / "cap" / "rest-0001.jsonl", "ab") as handle:
+        handle.write(b"".join(rest[half_rest:]))
+    state_before = {path: path.read_bytes() for path in (workdir / "state").rglob("*") if path.is_file()}
+    outputs_before = (workdir / "out" / OUTPUTS[0]).read_bytes()
+
+    def interrupted_read(self: Tailer) -> list[Any]:  # a SIGINT arrives before anything is read again
+        os.kill(os.getpid(), signal.SIGINT)
+        return []
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Tailer, "read", interrupted_read)
+        messages: list[str] = []
+        result = follow(_config(exit_when_idle=0.5), log=messages.append)
+    assert result.outcome is None and result.reason == "SIGINT"
+    assert any("before reading caught up" in message for message in messages), messages
+    assert (workdir / "out" / OUTPUTS[0]).read_bytes() == outputs_before, "the earlier outputs stay"
+    spools_after = {path: path.read_bytes() for path in (workdir / "state").rglob("*") if path.is_file()
+                    and path.name not in ("lock", "state.pkl")}
+    assert spools_after == {path: data for path, data in state_before.items()
+                            if path.name not in ("lock", "state.pkl")}, "the spools are untouched"
+
+    resumed: list[str] = []
+    assert follow(_config(exit_when_idle=1.0), log=resumed.append).outcome is not None
+    assert resumed[0] == messages[0] and resumed[0].startswith("resuming from state"), "the same cursors"
+    batch = _run(workdir)
+    assert gzip.decompress((workdir / "out" / OUTPUTS[0]).read_bytes()) == gzip.decompress((batch / OUTPUTS[0]).read_bytes())
+    assert _manifest_core(workdir / "out" / OUTPUTS[2]) == _manifest_core(batch / OUTPUTS[2])
