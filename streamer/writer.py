@@ -86,29 +86,37 @@ class AtomicFile:
     def commit(self) -> None:
         """Flush, fsync and rename into place.
 
-        Cost: a flush, two fsyncs and a rename; raises OSError when one fails (a 2nd call is a no-op).
+        Cost: a flush, two fsyncs and a rename; raises OSError when one fails, after removing the
+        temporary file (``path`` is then as it was). A second call is a no-op.
         """
         if self._closed:
             return
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.replace(self.temp, self.path)
+        except BaseException:
+            self.abort()  # (a full disk must not leave the temporary file beside the output)
+            raise
         self._closed = True
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.temp, self.path)
         fsync_directory(self.path.parent)
 
     def abort(self) -> None:
         """Drop the temporary file; the destination is left as it was.
 
-        Cost: O(1); raises OSError when closing (a flush) or unlinking fails; a missing file is fine.
+        Cost: O(1); raises nothing (a close that cannot flush loses only the temporary's data).
         """
         if self._closed:
             return
         self._closed = True
-        self.handle.close()
+        try:
+            self.handle.close()
+        except OSError:
+            pass
         try:
             self.temp.unlink()
-        except FileNotFoundError:
+        except OSError:  # (already gone, or a directory that refuses: nothing more to do)
             pass
 
     def __del__(self) -> None:

@@ -6,6 +6,7 @@ import gc
 import gzip
 import hashlib
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,28 @@ def test_atomic_file_collected_while_open_warns_and_cleans_up(tmp_path: Path) ->
         del out
         gc.collect()
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_atomic_file_failed_commit_removes_the_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         failing: str) -> None:
+    """A commit that fails (a full disk at fsync, a rename refused) leaves no temporary file behind."""
+    target = tmp_path / "out.json"
+    target.write_bytes(b"old")
+
+    def refuse(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    atomic = AtomicFile(target)
+    atomic.handle.write(b"new")
+    monkeypatch.setattr(os, failing, refuse)
+    with pytest.raises(OSError, match="No space"):
+        atomic.commit()
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert leftovers(tmp_path) == ["out.json"]
+    atomic.commit()  # (a no-op now: the file was dropped)
+    assert target.read_bytes() == b"old"
 
 
 def test_write_atomic(tmp_path: Path) -> None:
