@@ -14,6 +14,7 @@ import math
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -631,8 +632,12 @@ def _rows_pass(session: RunSession, config: ReconstructConfig, ws_inputs: list[I
                rest_inputs: list[InputStats], problems: InputProblems) -> GzipRowsWriter:
     """The pass of ``reconstruct`` and ``run``, into the rows file (committed on return)."""
     progress = Progress.for_inputs(config.progress, ws_inputs + rest_inputs)
-    with GzipRowsWriter(Path(config.output_rows)) as rows:
-        session.rows = ordered = OrderedRows(rows, Path(config.output_rows).parent)
+    output = Path(config.output_rows)
+    # Rows waiting behind a late checkpoint spill beside the output, in a directory removed
+    # whatever happens (a failed run leaves no spill files among the user's outputs).
+    with (GzipRowsWriter(output) as rows,
+          tempfile.TemporaryDirectory(prefix=".streamer-rows-", dir=output.parent) as spill):
+        session.rows = ordered = OrderedRows(rows, Path(spill))
         reconstruction_pass(session, ws_inputs, rest_inputs, problems, progress)
         ordered.finish()
     progress.done()

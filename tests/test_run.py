@@ -142,6 +142,9 @@ def _hand_capture(case: str) -> str:
                              [[rest(2.5, 1, summary()), rest(3.5, 2, summary()), rest(4.5, 3, summary())]])
     if case == "rest-out-of-order":
         return write_capture([base], [[rest(4.5, 1, summary()), rest(2.5, 2, summary()), rest(3.5, 3, summary())]])
+    if case == "rest-late-then-on-time":  # rows of on-time checkpoints wait behind a late one's
+        return write_capture([base], [[rest(4.5, 1, summary()), rest(2.5, 2, summary()), rest(5.5, 3, summary()),
+                                       rest(6.5, 4, summary(NO))]])
     if case == "malformed-lines":
         return write_capture([[base[0], "{not json", base[1], "[1]", *base[2:]]],
                              [[rest(2.5, 1, summary()), "nope", rest(3.5, 2, summary())]])
@@ -221,3 +224,42 @@ def test_run_answers_rest_rows_out_of_time_order_exactly(workdir: Path, workers:
     assert anomalies["late_rest_checkpoint"]["count"] == 2
     assert divergence["row_counts"]["comparison_rows"] == len(read_rows(OUT["rows"]))
     assert divergence["streaming"]["second_passes"] == 1  # the replayed rows were answered exactly
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_rows_spilled_behind_a_late_checkpoint_leave_nothing_beside_the_output(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, fail: bool) -> None:
+    """Rows waiting behind a late checkpoint spill to disk; the spill files never outlive the run.
+
+    Every waiting row is forced to spill (a spool without an in-memory buffer). A successful
+    reconstruct gives the same rows as the oracle; a failing one (a write error at the end) exits
+    2; either way the output directory holds nothing but outputs.
+    """
+    from streamer import writer
+    from tests import oracle
+
+    manifest = _hand_capture("rest-late-then-on-time")
+    spilled: list[int] = []
+
+    class UnbufferedSpool(writer.OrderedSpool):
+        def __init__(self, sink: Any, width: int, spill_dir: Path, buffer_limit: int = 0) -> None:
+            super().__init__(sink, width, spill_dir, buffer_limit=0)
+
+        def finish(self, expected: int) -> None:
+            spilled.append(len(self.runs))
+            if fail:
+                raise OSError(28, "No space left on device")
+            super().finish(expected)
+
+    monkeypatch.setattr(writer, "OrderedSpool", UnbufferedSpool)
+    code, _out, err = cli_call("reconstruct", "--no-progress", "--manifest-10b", manifest,
+                               "--output-rows", OUT["rows"], "--output-manifest", OUT["manifest_10c"])
+    assert spilled and spilled[0] > 0, "rows were spilled to run files"
+    outputs = Path(OUT["rows"]).parent
+    if fail:
+        assert code == 2 and len(err) == 1 and "No space left" in err[0], err
+        assert sorted(path.name for path in outputs.iterdir()) == []
+    else:
+        assert code == 0, err
+        assert read_rows(OUT["rows"]) == oracle.reconstruct(Path(manifest))
+        assert sorted(path.name for path in outputs.iterdir()) == [Path(OUT["rows"]).name]
