@@ -104,9 +104,15 @@ class Progress:
     def for_inputs(cls, enabled: bool, inputs: list[InputStats]) -> "Progress":
         """Progress over ``inputs``, their sizes on disk as the total.
 
-        Cost: one stat per input; raises OSError when an input can no longer be stat'ed.
+        Cost: one stat per input; raises InputError when an input is gone since it was checked.
         """
-        return cls(enabled, inputs, sum(stats.path.stat().st_size for stats in inputs))
+        total = 0
+        for stats in inputs:
+            try:
+                total += stats.path.stat().st_size
+            except OSError as exc:  # (an input, not an output: not the CLI's "cannot write")
+                raise InputError(f"cannot read {stats.name}: {exc.strerror or exc}") from None
+        return cls(enabled, inputs, total)
 
     def update(self) -> None:
         """Redraw the progress line, at most every 0.5 s. Cost: O(inputs); raises OSError (stderr)."""
@@ -323,10 +329,10 @@ def analyze(config: AnalyzeConfig) -> Outcome:
     problems = InputProblems()
     markets = market_tokens(m10b.get("markets"))
     shares = plan_shares(markets, config.workers)
-    run = _Run(config.context_limit, config.price_evidence_seconds, ws_names, comparison_names,
-               config.output_manifest, share=(None, frozenset().union(*shares)) if shares else None)
     all_inputs = ws_inputs + rest_inputs + comparison_inputs
     progress = Progress.for_inputs(config.progress, all_inputs)
+    run = _Run(config.context_limit, config.price_evidence_seconds, ws_names, comparison_names,
+               config.output_manifest, share=(None, frozenset().union(*shares)) if shares else None)
     gc_was_enabled = _quiet_gc()
     run.workers = 1 + len(shares)
     helpers = Helpers(_analyze_share, [(*run.args[:2], ws_inputs, comparison_inputs, tokens) for tokens in shares],

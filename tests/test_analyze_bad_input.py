@@ -370,6 +370,22 @@ def test_missing_input_file(workdir: Path, run_cli: RunCli, capture: tuple[list[
     assert manifest is None and report is None
 
 
+def test_input_vanishing_after_its_check(workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An input deleted between its readability check and the read (made certain by skipping the
+    check) is an input error naming it, with no work directory left behind."""
+    from streamer import batch
+
+    ws, rest = capture
+    flags = _setup(workdir / "case", ws, rest)
+    (workdir / "case" / REST).unlink()
+    monkeypatch.setattr(batch, "check_readable", lambda path, name: None)
+    run, manifest, report = _analyze(run_cli, workdir / "case", flags)
+    _assert_input_error(workdir / "case", run, REST)
+    assert manifest is None and report is None
+    assert not [path for path in (workdir / "case").rglob(".streamer-work-*")]
+
+
 MANIFEST_FLAGS = ("--manifest-10b", "--manifest-10c", "--manifest-10bc", "--orchestrator-review")
 
 
