@@ -147,7 +147,10 @@ def read_manifest(name: str | os.PathLike[str], keys: tuple[str, ...]) -> Manife
 
 
 def _read_manifest_whole(text: str, path: Path, wanted: set[str], error: Exception) -> Manifest:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # (gone or changed since the streaming read began)
+        raise InputError(f"cannot read manifest {text}: {exc.strerror or exc}") from None
     try:
         document = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):

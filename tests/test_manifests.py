@@ -148,6 +148,21 @@ def test_read_manifest_reads_what_python_json_reads_non_finite(tmp_path: Path, c
     assert read_manifest(path, KEYS).values == {"gate_status": "G"}
 
 
+def test_read_manifest_gone_before_its_whole_read_is_an_input_error(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A manifest the streaming parser refuses is read again whole; if it is gone by then, that is
+    still "cannot read manifest" (an InputError), not a bare OSError the CLI would call an output's."""
+    path = write(tmp_path / "m.json", '{"gate_status": "G", "ratio": NaN}')
+
+    def gone(self: Path) -> bytes:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(Path, "read_bytes", gone)
+    with pytest.raises(InputError, match=r"^cannot read manifest .*m\.json: No such file or directory$") as error:
+        read_manifest(path, KEYS)
+    assert_one_line_error(error, str(path))
+
+
 @pytest.mark.parametrize("small", [False, True], ids=["token-id", "minus-2-to-the-63"])
 def test_read_manifest_reads_big_integers(tmp_path: Path, small: bool) -> None:
     if small:
