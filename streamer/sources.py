@@ -107,18 +107,26 @@ class LineSplitter:
     Cost: O(bytes); holds at most one partial line.
     """
 
-    __slots__ = ("_carry",)
+    __slots__ = ("_parts",)
 
     def __init__(self) -> None:
-        self._carry = b""
+        # The partial line, in pieces: a line longer than many feeds is joined once, not once per feed.
+        self._parts: list[bytes] = []
 
     def feed(self, data: bytes) -> list[bytes]:
         """Return the lines completed by ``data`` (without their terminators).
 
-        Cost: O(len(data) + the partial line held); raises nothing.
+        Cost: O(len(data)), plus O(the partial line held) when ``data`` ends it; raises nothing.
         """
-        if self._carry:
-            data = self._carry + data
+        parts = self._parts
+        if b"\n" not in data and b"\r" not in data and not (parts and parts[-1].endswith(b"\r")):
+            if data:
+                parts.append(data)
+            return []
+        if parts:
+            parts.append(data)
+            data = b"".join(parts)
+            parts.clear()
         if b"\r" in data:
             # A trailing \r may be the first half of \r\n: decide when more data arrives.
             hold = data.endswith(b"\r")
@@ -126,26 +134,29 @@ class LineSplitter:
                 data = data[:-1]
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             lines = data.split(b"\n")
-            self._carry = lines.pop() + (b"\r" if hold else b"")
-            return lines
-        lines = data.split(b"\n")
-        self._carry = lines.pop()
+            carry = lines.pop() + (b"\r" if hold else b"")
+        else:
+            lines = data.split(b"\n")
+            carry = lines.pop()
+        if carry:
+            parts.append(carry)
         return lines
 
     @property
     def pending(self) -> bytes:
         """The partial line held back (no terminator seen yet).
 
-        Cost: O(1). Raises nothing.
+        Cost: O(the partial line). Raises nothing.
         """
-        return self._carry
+        return b"".join(self._parts)
 
     def finish(self) -> bytes | None:
         """End of input: the final unterminated line, or None when there is none.
 
         Cost: O(the partial line held). Raises nothing.
         """
-        carry, self._carry = self._carry, b""
+        carry = b"".join(self._parts)
+        self._parts = []
         if carry.endswith(b"\r"):
             carry = carry[:-1]
             return carry

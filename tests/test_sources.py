@@ -218,6 +218,24 @@ def test_line_splitter_one_byte_at_a_time(text: str) -> None:
     assert got == universal_lines(data)
 
 
+@settings(max_examples=300)
+@given(text=line_text, sizes=chunk_sizes)
+def test_line_splitter_hands_on_each_line_as_soon_as_it_is_complete(text: str, sizes: list[int]) -> None:
+    """After every feed, exactly the lines ended so far are out (a tailer must not sit on one); only a
+    trailing ``\r`` waits, since it may be half of ``\r\n``."""
+    data = text.encode("utf-8")
+    splitter = LineSplitter()
+    out: list[bytes] = []
+    seen = b""
+    for piece in chunked(data, sizes):
+        out += splitter.feed(piece)
+        seen += piece
+        decided = seen[:-1] if seen.endswith(b"\r") else seen
+        *ended, partial = decided.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        assert out == ended
+        assert splitter.pending == partial + (b"\r" if seen.endswith(b"\r") else b"")
+
+
 def test_line_splitter_cr_then_lf_in_next_chunk_is_one_terminator() -> None:
     splitter = LineSplitter()
     assert splitter.feed(b"abc\r") == []
