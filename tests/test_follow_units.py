@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer import cli
-from streamer.errors import UsageError
+from streamer.errors import InputError, UsageError
 from streamer.follow import FollowConfig, Names, context_token, follow, rest_token, ws_token
 from streamer.state import StateDir
 from streamer.synth import CaptureShape, generate_capture
@@ -327,3 +327,46 @@ def test_stopped_before_reading_caught_up_after_a_resume(workdir: Path, monkeypa
     batch = _run(workdir)
     assert gzip.decompress((workdir / "out" / OUTPUTS[0]).read_bytes()) == gzip.decompress((batch / OUTPUTS[0]).read_bytes())
     assert _manifest_core(workdir / "out" / OUTPUTS[2]) == _manifest_core(batch / OUTPUTS[2])
+
+
+def test_a_file_needed_again_at_exit_but_gone_is_one_input_error(workdir: Path) -> None:
+    """The late checkpoint's replay at exit re-reads the websocket file; deleted by then (retention),
+    follow raises an InputError naming it (one line from the CLI), publishes no final outputs and
+    keeps its state."""
+    ws, rest, source = _capture(workdir, seed=11)
+    (workdir / "cap").mkdir()
+    ws_path, rest_path = workdir / "cap" / "ws-0001.jsonl", workdir / "cap" / "rest-0001.jsonl"
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+
+    def stamp(line: bytes) -> str:
+        return str(json.loads(line)["received_at_utc"])
+
+    held = 3  # as in the test above: this REST row is written after the stream passed its time
+    ws_early = [line for line in ws if stamp(line) < stamp(rest[held + 1])]
+    ws_path.write_bytes(b"".join(ws_early))
+    rest_path.write_bytes(b"".join(rest[:held]))
+    out = workdir / "out"
+    errors: list[BaseException] = []
+
+    def recorder() -> None:
+        try:
+            wait_for(lambda: (status := read_status(out)) and status["totals"]["websocket_rows"] == len(ws_early),
+                     "the websocket rows released by --rest-wait")
+            with open(rest_path, "ab") as handle:
+                handle.write(b"".join(rest[held:]))
+            with open(ws_path, "ab") as handle:
+                handle.write(b"".join(ws[len(ws_early):]))
+            wait_for(lambda: (status := read_status(out)) and status["follow"]["rest_rows_compared_late"] == 1,
+                     "the late checkpoint")
+            ws_path.unlink()  # retention removes the file before follow exits
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=recorder)
+    thread.start()
+    with pytest.raises(InputError, match="ws-0001.jsonl"):
+        follow(_config(exit_when_idle=4.0), log=lambda message: None)
+    thread.join(TIMEOUT)
+    assert not errors, errors
+    assert not (out / OUTPUTS[2]).exists(), "no final outputs"
+    assert (workdir / "state" / "state.pkl").exists(), "the state stays"
