@@ -485,11 +485,17 @@ class DivergenceAnalysis:
     def close(self) -> None:
         """Close the spools; their files stay (:func:`remove_work_dir` removes them).
 
-        Cost: O(1); raises OSError when a last flush fails.
+        Cost: O(1); raises the first OSError of a last flush, after closing every spool.
         """
+        failure: OSError | None = None
         for handle in (self._rows_file, self._refs_file, self._report_file, self._misses, self._tagged):
             if handle is not None and not handle.closed:
-                handle.close()
+                try:
+                    handle.close()
+                except OSError as exc:
+                    failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 def make_work_dir(near: Path) -> Path:

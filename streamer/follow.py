@@ -896,14 +896,17 @@ class Follower:
     def close(self) -> None:
         """Close the files being read and the spools (kept on disk); release the state directory.
 
-        Cost: O(files waiting); raises OSError if a spool cannot be flushed (the lock is then kept).
+        Cost: O(files waiting); raises OSError if a spool cannot be flushed (the lock is released
+        all the same).
         """
-        for tail in self.tails.values():
-            tail.close()
-        analysis = self.pipeline.session.analysis
-        if analysis is not None:
-            analysis.engine.close()
-        self.state.unlock()
+        try:
+            for tail in self.tails.values():
+                tail.close()
+            analysis = self.pipeline.session.analysis
+            if analysis is not None:
+                analysis.engine.close()
+        finally:
+            self.state.unlock()
 
     # -- snapshots ------------------------------------------------------------------------------
 

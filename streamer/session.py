@@ -98,10 +98,13 @@ class AnalysisRun:
     def close(self) -> None:
         """Close the engine's spools and remove the work directory.
 
-        Cost: O(files in the work directory); raises OSError only when closing a spool (a flush) fails.
+        Cost: O(files in the work directory); raises OSError only when closing a spool (a flush)
+        fails, after removing the work directory all the same.
         """
-        self.engine.close()
-        remove_work_dir(self.work_dir)
+        try:
+            self.engine.close()
+        finally:
+            remove_work_dir(self.work_dir)
 
 
 class RunSession:

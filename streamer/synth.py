@@ -711,7 +711,8 @@ def generate_capture(out_dir: Path, shape: CaptureShape, seed: int, *, path_base
     :param seed: seed of the only random generator used.
     :param path_base: when given, manifest paths are relative to it; else ``str(path)`` of each file.
     :return: the written files and counts.
-    :raises ValueError: when the shape is inconsistent (no market, no file, non-positive rates).
+    :raises ValueError: when the shape is inconsistent (no market or file, a non-positive
+        ``messages_per_second`` or ``rest_interval_seconds``, ``rest_lag_ms`` low above high).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -263,3 +263,28 @@ def test_rows_spilled_behind_a_late_checkpoint_leave_nothing_beside_the_output(
         assert code == 0, err
         assert read_rows(OUT["rows"]) == oracle.reconstruct(Path(manifest))
         assert sorted(path.name for path in outputs.iterdir()) == [Path(OUT["rows"]).name]
+
+
+def test_a_failing_spool_flush_still_closes_every_spool_and_removes_the_work_dir(tmp_path: Path) -> None:
+    """Closing an analysis whose first spool cannot be flushed (a full disk) closes the others,
+    removes the work directory, and reports that first error."""
+    from streamer.session import AnalysisRun
+
+    run = AnalysisRun(5, 10, ["ws.jsonl"], ["rows.jsonl.gz"], tmp_path / "out" / "10d0.json")
+    engine = run.engine
+    first = engine._rows_file
+    others = [handle for handle in (engine._refs_file, engine._report_file, engine._misses) if handle is not None]
+    assert first is not None and others
+
+    class FullDisk:
+        closed = False
+
+        def close(self) -> None:
+            first.close()
+            raise OSError(28, "No space left on device")
+
+    engine._rows_file = FullDisk()  # type: ignore[assignment]
+    with pytest.raises(OSError, match="No space"):
+        run.close()
+    assert all(handle.closed for handle in others)
+    assert not run.work_dir.exists()
