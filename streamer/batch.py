@@ -172,7 +172,10 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
     for file_index, stats in enumerate(inputs):
         line_number = 0
         base = file_index * LINE_SPAN
+        limit = stats.line_limit
         for batch in read_batches(stats.path, stats):
+            if limit is not None and line_number + len(batch) >= limit:
+                batch = batch[:limit - line_number]  # (what is beyond was not in the first read)
             for line in batch:
                 line_number += 1
                 try:
@@ -202,6 +205,8 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
                        value, line)
             if progress is not None:
                 progress.update()
+            if limit is not None and line_number >= limit:
+                break
         problems.add_truncation(stats)
 
 
@@ -221,9 +226,15 @@ def fresh_inputs(inputs: list[InputStats]) -> list[InputStats]:
     """Stats for reading ``inputs`` again (a replay, a second pass, a helper process).
 
     The first read's sizes, hashes and counts stay as they are: every read after the first goes
-    through these, unhashed, with its problems not recorded again. Cost: O(files).
+    through these, unhashed, with its problems not recorded again, and stopping at the same
+    :attr:`~streamer.sources.InputStats.line_limit`. Cost: O(files).
     """
-    return [InputStats(stats.path, stats.name, stats.kind, hashed=False) for stats in inputs]
+    again = []
+    for stats in inputs:
+        fresh = InputStats(stats.path, stats.name, stats.kind, hashed=False)
+        fresh.line_limit = stats.line_limit
+        again.append(fresh)
+    return again
 
 
 def iter_ws_rows(inputs: list[InputStats], problems: InputProblems, progress: Progress | None = None

@@ -1293,7 +1293,7 @@ def _input_stats(end: FileEnd, names: Names, kind: str) -> InputStats:
     stats.sha256 = end.sha256 or ""
     stats.compressed = end.compressed
     stats.truncated = end.truncated
-    stats.lines = end.lines
+    stats.lines = stats.line_limit = end.lines
     return stats
 
 

@@ -168,7 +168,7 @@ class InputStats:
 
     __slots__ = (
         "path", "name", "kind", "size", "bytes_read", "uncompressed", "sha256", "compressed",
-        "truncated", "lines", "hashed",
+        "truncated", "lines", "hashed", "line_limit",
     )
 
     def __init__(self, path: Path, name: str, kind: str, hashed: bool = True) -> None:
@@ -184,6 +184,9 @@ class InputStats:
         self.compressed = False
         self.truncated: str | None = None
         self.lines = 0
+        #: Read no line past this one (``follow``'s reads at exit: a file may have grown since
+        #: follow described it); None reads to the end.
+        self.line_limit: int | None = None
 
     def artifact(self, kind: str | None = None) -> dict[str, object]:
         """The ``input_artifacts`` entry: path, kind, bytes on disk, sha256.

@@ -370,3 +370,30 @@ def test_a_file_needed_again_at_exit_but_gone_is_one_input_error(workdir: Path) 
     assert not errors, errors
     assert not (out / OUTPUTS[2]).exists(), "no final outputs"
     assert (workdir / "state" / "state.pkl").exists(), "the state stays"
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("limit", [0, 1, 4, 9, 10, 50])
+def test_reads_after_the_first_stop_at_the_line_follow_reached(workdir: Path, compress: bool, limit: int) -> None:
+    """A file described at follow's exit with N lines is read again (replay, second pass) to line N
+    only, whatever the recorder appended since; without a limit the whole file is read."""
+    from streamer import batch
+    from streamer.sources import InputStats
+
+    lines = [json.dumps({"received_at_utc": f"2026-01-01T00:00:0{n}.000000Z", "json": [], "n": n}).encode()
+             for n in range(10)]
+    data = b"".join(line + b"\n" for line in lines)
+    path = workdir / ("ws.jsonl.gz" if compress else "ws.jsonl")
+    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    described = InputStats(path, "ws", "raw_websocket_messages")
+    described.line_limit = limit
+    got = [row[1] for _key, row, _value, _raw in batch.iter_ws_rows_again([described])]
+    assert got == list(range(1, min(limit, 10) + 1))
+    unlimited = InputStats(path, "ws", "raw_websocket_messages")
+    assert [row[1] for _key, row, _value, _raw in batch.iter_ws_rows_again([unlimited])] == list(range(1, 11))
+    # follow describes each file at exit with the lines it read: that is the limit of its re-reads
+    from streamer.follow import _input_stats
+    from streamer.tail import FileEnd
+
+    end = FileEnd(0, str(path), path.stat().st_size, None, compress, None, limit)
+    assert _input_stats(end, Names([str(path)], [], single_ws=True), "raw_websocket_messages").line_limit == limit
