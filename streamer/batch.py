@@ -31,7 +31,7 @@ from .payloads import analysis_parts, parse_time_us
 from .reconstruct import Reconstructor
 from .shards import Helpers, market_tokens, plan_shares
 from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, feed_join, rest_time_us
-from .sources import InputProblems, InputStats, check_readable, read_batches
+from .sources import InputProblems, InputStats, check_readable, read_batches, unreadable
 from .writer import GzipRowsWriter, OrderedRows, write_atomic
 
 DEFAULT_10B_MANIFEST = Path("data/manifests/checkpoint_010b_ws_raw_sample.json")
@@ -111,7 +111,7 @@ class Progress:
             try:
                 total += stats.path.stat().st_size
             except OSError as exc:  # (an input, not an output: not the CLI's "cannot write")
-                raise InputError(f"cannot read {stats.name}: {exc.strerror or exc}") from None
+                raise unreadable(stats.name, exc) from None
         return cls(enabled, inputs, total)
 
     def update(self) -> None:

@@ -1179,12 +1179,13 @@ class Follower:
         if not (self.tails["ws"].caught_up() and self.tails["rest"].caught_up()):
             # Stopped right after a resume: the state's rows come from lines not reached again,
             # whose files cannot be described yet. The state stays as committed.
-            self.log("stopped before reading caught up with the saved state: no final outputs written "
-                     "(the state is kept; start again to resume)")
-            self._stopped_status(None)
-            return FollowOutcome(None, run_config, reason, status_path)
-        if not self.pipeline.ws_files and ws_end is None and not self.pipeline._ws:
-            self.log(f"no websocket file matched {self.config.ws}: no final outputs written")
+            why = "stopped before reading caught up with the saved state (it is kept; start again to resume)"
+        elif not self.pipeline.ws_files and ws_end is None and not self.pipeline._ws:
+            why = f"no websocket file matched {self.config.ws}"
+        else:
+            why = None
+        if why is not None:
+            self.log(f"{why}: no final outputs written")
             self._stopped_status(None)
             return FollowOutcome(None, run_config, reason, status_path)
         final = self._final_pipeline()

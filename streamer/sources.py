@@ -211,10 +211,17 @@ def check_readable(path: Path, name: str) -> None:
     try:
         with open(path, "rb"):
             pass
-    except IsADirectoryError:
-        raise InputError(f"cannot read {name}: it is a directory") from None
     except OSError as exc:
-        raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
+        raise unreadable(name, exc) from None
+
+
+def unreadable(name: str, exc: OSError) -> InputError:
+    """The one-line error for an input that cannot be read, whichever step found it.
+
+    Cost: O(1). Raises nothing (it returns the error to raise).
+    """
+    reason = "it is a directory" if isinstance(exc, IsADirectoryError) else exc.strerror or exc
+    return InputError(f"cannot read {name}: {reason}")
 
 
 def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: threading.Event,
@@ -306,7 +313,7 @@ def read_batches(path: Path, stats: InputStats, *, read_size: int = READ_SIZE) -
                 break
             if isinstance(item, BaseException):
                 if isinstance(item, OSError):
-                    raise InputError(f"cannot read {stats.name}: {item.strerror or item}") from None
+                    raise unreadable(stats.name, item) from None
                 raise item
             batch: list[bytes] = item  # type: ignore[assignment]
             stats.lines += len(batch)
