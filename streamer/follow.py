@@ -733,8 +733,10 @@ _SPOOL_SEPARATOR = b"\n    "  # (what DivergenceAnalysis writes before each reco
 
 
 def _spool_chunks(path: Path, span: tuple[int, int]) -> Iterator[bytes]:
-    """The bytes of a manifest spool between two committed lengths, 1 MiB at a time."""
+    """The bytes of a spool between two committed lengths, 1 MiB at a time (none: not opened)."""
     start, end = span
+    if end <= start:
+        return  # (a spool nothing was ever committed to may not exist)
     with open(path, "rb") as handle:
         handle.seek(start)
         left = end - start
@@ -772,17 +774,17 @@ def _spool_count(path: Path, span: tuple[int, int]) -> int:
     return count
 
 
-def iter_spooled_rows(path: Path) -> Iterator[bytes]:
-    """The rows of the comparison rows spool (gzip members of JSON lines), in order.
+def iter_spooled_rows(path: Path, length: int) -> Iterator[bytes]:
+    """The rows of the comparison rows spool (gzip members of JSON lines) in its committed
+    ``length``, in order (none when nothing was committed: the file may not exist then).
 
     Cost: O(spool bytes); raises OSError if unreadable, RuntimeError (after the rows) if damaged or cut.
     """
     members = GzipMembers()
     splitter = LineSplitter()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            for piece in members.feed(chunk):
-                yield from splitter.feed(piece)
+    for chunk in _spool_chunks(path, (0, length)):
+        for piece in members.feed(chunk):
+            yield from splitter.feed(piece)
     if members.error is not None or not members.at_boundary:
         raise RuntimeError(f"{path}: the comparison rows spool is damaged ({members.error or 'truncated'})")
     last = splitter.finish()
@@ -1238,7 +1240,8 @@ class Follower:
         buffer = final.rows
         extra = buffer.take()
         with GzipRowsWriter(run_config.output_rows) as rows:
-            for place, row in enumerate(itertools.chain(iter_spooled_rows(self.state.rows_spool), extra)):
+            spooled = iter_spooled_rows(self.state.rows_spool, self.rows_spool_bytes)
+            for place, row in enumerate(itertools.chain(spooled, extra)):
                 if not row:
                     row = buffer.filled.pop(place)
                 rows.write(names.json(row))

@@ -397,3 +397,24 @@ def test_reads_after_the_first_stop_at_the_line_follow_reached(workdir: Path, co
 
     end = FileEnd(0, str(path), path.stat().st_size, None, compress, None, limit)
     assert _input_stats(end, Names([str(path)], [], single_ws=True), "raw_websocket_messages").line_limit == limit
+
+
+def test_no_comparison_row_at_all_equals_run(workdir: Path) -> None:
+    """Every REST reply an error (404): no comparison row is ever committed, so the rows spool never
+    exists; follow's outputs still equal ``run``'s (it failed with "cannot write rows.spool.gz" on
+    a real capture like this, ../shared/samples/real/nsl-settled-plus-active)."""
+    ws, rest, source = _capture(workdir, seed=4, ws_lines=300)
+    errors = [json.dumps({"received_at_utc": json.loads(line)["received_at_utc"], "http_status": 404,
+                          "json": {"error": "No orderbook exists for the requested token id"}}).encode() + b"\n"
+              for line in rest]
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(errors))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+    batch = _run(workdir)
+    assert gzip.decompress((workdir / "out" / OUTPUTS[0]).read_bytes()) == b""
+    assert (workdir / "out" / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
+    assert _manifest_core(workdir / "out" / OUTPUTS[2]) == _manifest_core(batch / OUTPUTS[2])
+    mine, theirs = json.loads((workdir / "out" / OUTPUTS[1]).read_text()), json.loads((batch / OUTPUTS[1]).read_text())
+    assert mine["anomalies"] == theirs["anomalies"] and mine["anomalies"]["rejected_rest_row"]["count"] == len(rest)
