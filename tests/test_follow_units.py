@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamer import cli
@@ -418,3 +418,42 @@ def test_no_comparison_row_at_all_equals_run(workdir: Path) -> None:
     assert _manifest_core(workdir / "out" / OUTPUTS[2]) == _manifest_core(batch / OUTPUTS[2])
     mine, theirs = json.loads((workdir / "out" / OUTPUTS[1]).read_text()), json.loads((batch / OUTPUTS[1]).read_text())
     assert mine["anomalies"] == theirs["anomalies"] and mine["anomalies"]["rejected_rest_row"]["count"] == len(rest)
+
+
+FOLLOW_RUN_EXAMPLES = int(os.environ.get("STREAMER_FOLLOW_EXAMPLES", "8"))
+
+
+@settings(max_examples=FOLLOW_RUN_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(markets=st.integers(1, 3), ws_lines=st.integers(20, 700), ws_files=st.integers(1, 3),
+       rest_files=st.integers(1, 2), compress=st.booleans(), drop_rate=st.sampled_from([0.0, 0.02]),
+       duplicate_rate=st.sampled_from([0.0, 0.05]), rest_error_rate=st.sampled_from([0.0, 0.3, 1.0]),
+       legacy=st.sampled_from([0.0, 0.5]), blank_line_rate=st.sampled_from([0.0, 0.02]),
+       rest_interval=st.sampled_from([0.5, 2.0, 30.0]), seed=st.integers(0, 10**6))
+def test_follow_over_complete_captures_of_any_shape_equals_run(
+        tmp_path_factory: Any, monkeypatch: pytest.MonkeyPatch, markets: int, ws_lines: int, ws_files: int,
+        rest_files: int, compress: bool, drop_rate: float, duplicate_rate: float, rest_error_rate: float,
+        legacy: float, blank_line_rate: float, rest_interval: float, seed: int) -> None:
+    """Differential: on a finished capture, follow's four outputs are run's (rows byte for byte,
+    manifests but for run identity), whatever the shape: several rotated files, gzip or not, drops,
+    duplicates, REST errors (all of them included: no comparison row at all), legacy price changes.
+    ``STREAMER_FOLLOW_EXAMPLES=N`` draws N shapes (default 8)."""
+    root = tmp_path_factory.mktemp("follow-run")
+    monkeypatch.chdir(root)
+    shape = CaptureShape(markets=markets, ws_lines=ws_lines, ws_files=ws_files, rest_files=rest_files, gzip=compress,
+                         drop_rate=drop_rate, duplicate_rate=duplicate_rate, rest_error_rate=rest_error_rate,
+                         legacy_price_change_fraction=legacy, blank_line_rate=blank_line_rate,
+                         rest_interval_seconds=rest_interval)
+    generate_capture(root / "cap", shape, seed, path_base=root)
+    assert follow(_config(exit_when_idle=0.3, flush_interval=0.1), log=lambda message: None).outcome is not None
+    batch = _run(root)
+    assert (root / "out" / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
+    for name in OUTPUTS[1:3]:
+        mine, theirs = _manifest_core(root / "out" / name), _manifest_core(batch / name)
+        assert _files_but_paths(mine) == _files_but_paths(theirs), name  # (out/ and batch/)
+        assert mine == theirs, name
+
+
+def _files_but_paths(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    files = [{key: value for key, value in entry.items() if key != "path"} for entry in manifest.pop("output_files", [])]
+    return sorted(files, key=lambda entry: json.dumps(entry, sort_keys=True))
