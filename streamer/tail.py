@@ -615,7 +615,7 @@ class Tailer:
         """
         with self._lock:
             reader = self._reader
-            if reader is not None and reader.skip:
+            if reader is not None and reader.lines < reader.skip:
                 return False
             return not any(entry.skip for entry in self.queue)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from streamer import cli
@@ -457,3 +457,81 @@ def test_follow_over_complete_captures_of_any_shape_equals_run(
 def _files_but_paths(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     files = [{key: value for key, value in entry.items() if key != "path"} for entry in manifest.pop("output_files", [])]
     return sorted(files, key=lambda entry: json.dumps(entry, sort_keys=True))
+
+
+
+class _Rewriter:
+    """Writes a finished capture's rotated files again, up to a line of the whole stream: earlier
+    files whole, the file at the cut partly, later files not yet. A gzip file gets each write as a
+    new gzip member (a multi-member file, read as one stream)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = [(path, _file_lines(path), path.name.endswith(".gz")) for path in files]
+        self.written = [0] * len(files)
+        self.total = sum(len(lines) for _path, lines, _gz in self.files)
+
+    def upto(self, target: Path, cut: int) -> None:
+        before = 0
+        for index, (path, lines, compress) in enumerate(self.files):
+            done = min(len(lines), max(0, cut - before))
+            before += len(lines)
+            if done > self.written[index] or (cut >= before and not (target / path.name).exists()):
+                data = b"".join(lines[self.written[index]:done])  # (an empty file is made empty)
+                with open(target / path.name, "ab") as handle:
+                    handle.write(gzip.compress(data, mtime=0) if compress and data else data)
+                self.written[index] = done
+
+
+def _file_lines(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).splitlines(keepends=True)
+
+
+@settings(max_examples=FOLLOW_RUN_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(markets=st.integers(1, 3), ws_lines=st.integers(20, 700), ws_files=st.integers(1, 3),
+       rest_files=st.integers(1, 2), compress=st.booleans(), rest_error_rate=st.sampled_from([0.0, 0.3, 1.0]),
+       legacy=st.sampled_from([0.0, 0.5]), rest_interval=st.sampled_from([0.5, 2.0, 30.0]),
+       ws_cut=st.floats(0, 1), rest_cut=st.floats(0, 1), seed=st.integers(0, 10**6))
+# Found by this test: a resume with no new websocket line was taken for "not caught up"; REST
+# written behind the websocket stream is late for follow only.
+@example(markets=1, ws_lines=20, ws_files=1, rest_files=2, compress=False, rest_error_rate=0.0, legacy=0.0,
+         rest_interval=0.5, ws_cut=1.0, rest_cut=0.0, seed=0)
+@example(markets=1, ws_lines=357, ws_files=1, rest_files=2, compress=False, rest_error_rate=0.0, legacy=0.0,
+         rest_interval=0.5, ws_cut=0.75, rest_cut=0.5, seed=0)
+def test_follow_stopped_and_resumed_at_any_point_equals_run(
+        tmp_path_factory: Any, monkeypatch: pytest.MonkeyPatch, markets: int, ws_lines: int, ws_files: int,
+        rest_files: int, compress: bool, rest_error_rate: float, legacy: float, rest_interval: float,
+        ws_cut: float, rest_cut: float, seed: int) -> None:
+    """Differential: follow a capture written up to any point of both streams (a file cut, later
+    files missing), stop, let the recorder write the rest, follow again from the state: the final
+    outputs are run's on the finished files, nothing lost or counted twice."""
+    root = tmp_path_factory.mktemp("follow-resume")
+    monkeypatch.chdir(root)
+    shape = CaptureShape(markets=markets, ws_lines=ws_lines, ws_files=ws_files, rest_files=rest_files, gzip=compress,
+                         drop_rate=0.01, duplicate_rate=0.02, rest_error_rate=rest_error_rate,
+                         legacy_price_change_fraction=legacy, rest_interval_seconds=rest_interval)
+    made = generate_capture(root / "source", shape, seed)
+    (root / "cap").mkdir()
+    ws, rest = _Rewriter(made.ws_files), _Rewriter(made.rest_files)
+    files = [{"path": f"cap/{path.name}", "kind": "raw_websocket_messages"} for path in made.ws_files]
+    files += [{"path": f"cap/{path.name}", "kind": "rest_books_checkpoints"} for path in made.rest_files]
+    markets_10b = json.loads(made.manifest_10b.read_text())["markets"]
+    (root / "cap" / "manifest_10b.json").write_text(json.dumps({"markets": markets_10b, "output_files": files}))
+    ws.upto(root / "cap", max(1, round(ws_cut * ws.total)))  # (a follower with no websocket file publishes nothing)
+    rest.upto(root / "cap", round(rest_cut * rest.total))
+    assert follow(_config(exit_when_idle=0.3, flush_interval=0.1), log=lambda message: None).outcome is not None
+    ws.upto(root / "cap", ws.total)
+    rest.upto(root / "cap", rest.total)
+    messages: list[str] = []
+    assert follow(_config(exit_when_idle=0.3, flush_interval=0.1), log=messages.append).outcome is not None
+    assert messages[0].startswith("resuming from state"), messages[:3]
+    batch = _run(root)
+    assert (root / "out" / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
+    for name in OUTPUTS[1:3]:
+        mine, theirs = _manifest_core(root / "out" / name), _manifest_core(batch / name)
+        assert _files_but_paths(mine) == _files_but_paths(theirs), name
+        # REST rows written after the websocket rows past their time are late for follow (listed
+        # in its 10C anomalies, README "Lateness"), not for run; their rows are equal all the same.
+        mine.get("anomalies", {}).pop("late_rest_checkpoint", None)
+        assert mine == theirs, name
