@@ -213,6 +213,8 @@ class Tailer:
         self.queue: list[FileEntry] = []
         self._by_id: dict[tuple[int, int], FileEntry] = {}
         self._by_fingerprint: dict[bytes, FileEntry] = {}
+        #: first-4-KiB fingerprints of waiting files found rewritten, by the file (see :meth:`_still`)
+        self._rewritten: dict[bytes, FileEntry] = {}
         self._copies: dict[tuple[int, int], str] = {}
         self._reader: _Reader | None = None
         self.counters: Counter[str] = Counter()
@@ -291,6 +293,9 @@ class Tailer:
         if same or entry.state == FINISHED:
             return same
         if not entry.skip:
+            # Rewritten before any of it was read (copytruncate of a file still waiting): a copy
+            # of its old content that appears now is read before it, in its place.
+            self._rewritten[entry.fp_sha] = entry
             self._drop_fingerprint(entry)
         return True
 
@@ -309,7 +314,18 @@ class Tailer:
         key = (st.st_dev, st.st_ino)
         head = _fingerprint(name) if st.st_size >= FINGERPRINT_SIZE else None
         if head is not None and len(head) == FINGERPRINT_SIZE:
-            original = self._by_fingerprint.get(hashlib.sha256(head).digest())
+            sha = hashlib.sha256(head).digest()
+            rewritten = self._rewritten.pop(sha, None)
+            if rewritten is not None and rewritten in self.queue:
+                entry = FileEntry(name, st.st_dev, st.st_ino, st.st_size, now)
+                self._set_fingerprint(entry, head)
+                self.queue.insert(self.queue.index(rewritten), entry)
+                self._by_id[key] = entry
+                self.counters["copies_read_first"] += 1
+                self._note(f"{name}: the earlier content of {rewritten.name} (rewritten before follow read it); "
+                           f"read before it")
+                return
+            original = self._by_fingerprint.get(sha)
             if original is not None:
                 self._copies[key] = original.name
                 self.counters["copies_ignored"] += 1
