@@ -313,32 +313,31 @@ class Tailer:
     def _admit(self, name: str, st: os.stat_result, now: float) -> None:
         key = (st.st_dev, st.st_ino)
         head = _fingerprint(name) if st.st_size >= FINGERPRINT_SIZE else None
-        if head is not None and len(head) == FINGERPRINT_SIZE:
+        if head is not None and len(head) < FINGERPRINT_SIZE:
+            head = None  # (shrunk since its stat: no fingerprint yet)
+        place = len(self.queue)  # (the end: read after every file known)
+        if head is not None:
             sha = hashlib.sha256(head).digest()
             rewritten = self._rewritten.pop(sha, None)
+            original = self._by_fingerprint.get(sha)
             if rewritten is not None and rewritten in self.queue:
-                entry = FileEntry(name, st.st_dev, st.st_ino, st.st_size, now)
-                self._set_fingerprint(entry, head)
-                self.queue.insert(self.queue.index(rewritten), entry)
-                self._by_id[key] = entry
+                place = self.queue.index(rewritten)
                 self.counters["copies_read_first"] += 1
                 self._note(f"{name}: the earlier content of {rewritten.name} (rewritten before follow read it); "
                            f"read before it")
-                return
-            original = self._by_fingerprint.get(sha)
-            if original is not None:
+            elif original is not None:
                 self._copies[key] = original.name
                 self.counters["copies_ignored"] += 1
                 self._note(f"{name}: a copy of {original.name} (same first {FINGERPRINT_SIZE} bytes); ignored")
                 return
         newest = self._newest_name()
-        if newest is not None and name < newest:
+        if place == len(self.queue) and newest is not None and name < newest:
             self.counters["out_of_order_files"] += 1
             self._note(f"{name}: new file sorts before {newest}; read after it")
         entry = FileEntry(name, st.st_dev, st.st_ino, st.st_size, now)
-        if head is not None and len(head) == FINGERPRINT_SIZE:
+        if head is not None:
             self._set_fingerprint(entry, head)
-        self.queue.append(entry)
+        self.queue.insert(place, entry)
         self._by_id[key] = entry
 
     def _set_fingerprint(self, entry: FileEntry, head: bytes) -> None:
