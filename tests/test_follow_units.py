@@ -112,48 +112,63 @@ def test_rest_rows_out_of_time_order_equal_run(workdir: Path) -> None:
     assert _manifest_core(out / OUTPUTS[2]) == _manifest_core(batch / OUTPUTS[2])
 
 
+class _LateCheckpoint:
+    """A capture whose REST row :attr:`HELD` comes late: the websocket rows up to the next checkpoint
+    are written, REST only up to that row; once ``--rest-wait`` has released those websocket rows,
+    a recorder thread writes the rest of both files, then runs ``then``."""
+
+    HELD = 3
+
+    def __init__(self, workdir: Path, then: Any = None) -> None:
+        ws, self.rest, source = _capture(workdir, seed=11)
+        (workdir / "cap").mkdir()
+        self.ws_path, self.rest_path = workdir / "cap" / "ws-0001.jsonl", workdir / "cap" / "rest-0001.jsonl"
+        _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+        held = self.HELD
+        self.late_time = self._stamp(self.rest[held])
+        self.ws_early = [line for line in ws if self._stamp(line) < self._stamp(self.rest[held + 1])]
+        self.ws_past = [line for line in self.ws_early if self._stamp(line) > self.late_time]
+        self.ws_path.write_bytes(b"".join(self.ws_early))
+        self.rest_path.write_bytes(b"".join(self.rest[:held]))
+        self.out = workdir / "out"
+        self.errors: list[BaseException] = []
+        self._rest_of_ws = ws[len(self.ws_early):]
+        self._then = then
+        self._thread = threading.Thread(target=self._record)
+        self._thread.start()
+
+    @staticmethod
+    def _stamp(line: bytes) -> str:
+        return str(json.loads(line)["received_at_utc"])
+
+    def _record(self) -> None:
+        try:
+            wait_for(lambda: (status := read_status(self.out)) and status["totals"]["websocket_rows"]
+                     == len(self.ws_early), "the websocket rows released by --rest-wait")
+            with open(self.rest_path, "ab") as handle:
+                handle.write(b"".join(self.rest[self.HELD:]))
+            with open(self.ws_path, "ab") as handle:
+                handle.write(b"".join(self._rest_of_ws))
+            if self._then is not None:
+                self._then(self)
+        except BaseException as exc:  # surfaced by join()
+            self.errors.append(exc)
+
+    def join(self) -> None:
+        self._thread.join(TIMEOUT)
+        assert not self.errors, self.errors
+
 def test_rest_row_later_than_rest_wait_is_exact_at_exit_and_counted(workdir: Path) -> None:
     """The lateness window: a REST row written after websocket rows past its time were released.
 
     Its comparison rows are computed exactly at exit (equal to ``run``'s), it is counted in
     ``status.json``, and the 10C manifest lists it as ``late_rest_checkpoint`` (``run`` does not).
     """
-    ws, rest, source = _capture(workdir, seed=11)
-    (workdir / "cap").mkdir()
-    ws_path, rest_path = workdir / "cap" / "ws-0001.jsonl", workdir / "cap" / "rest-0001.jsonl"
-    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
-
-    def stamp(line: bytes) -> str:
-        return str(json.loads(line)["received_at_utc"])
-
-    held = 3  # REST rows before this one are written on time; this one comes late
-    late_time = stamp(rest[held])
-    next_time = stamp(rest[held + 1])
-    ws_on_time = [line for line in ws if stamp(line) <= late_time]
-    ws_past = [line for line in ws if late_time < stamp(line) < next_time]
-    ws_rest = ws[len(ws_on_time) + len(ws_past):]
-    assert ws_past, "the capture has websocket rows between two checkpoints"
-    ws_path.write_bytes(b"".join(ws_on_time + ws_past))
-    rest_path.write_bytes(b"".join(rest[:held]))
-    out = workdir / "out"
-    errors: list[BaseException] = []
-
-    def recorder() -> None:
-        try:
-            wait_for(lambda: (status := read_status(out)) and status["totals"]["websocket_rows"]
-                     == len(ws_on_time) + len(ws_past), "the websocket rows released by --rest-wait")
-            with open(rest_path, "ab") as handle:
-                handle.write(b"".join(rest[held:]))
-            with open(ws_path, "ab") as handle:
-                handle.write(b"".join(ws_rest))
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    thread = threading.Thread(target=recorder)
-    thread.start()
+    late = _LateCheckpoint(workdir)
+    held, out = late.HELD, late.out
+    assert late.ws_past, "the capture has websocket rows between two checkpoints"
     result = follow(_config(exit_when_idle=4.0), log=lambda message: None)
-    thread.join(TIMEOUT)
-    assert not errors, errors
+    late.join()
     assert result.outcome is not None
     status = read_status(out)
     assert status is not None and status["follow"]["rest_rows_compared_late"] == 1
@@ -166,7 +181,7 @@ def test_rest_row_later_than_rest_wait_is_exact_at_exit_and_counted(workdir: Pat
     assert mine["comparison_status_counts"] == theirs["comparison_status_counts"]
     index = [json.loads(line) for line in (out / "segments" / "index.jsonl").read_text().splitlines()]
     reserved = [line for entry in index for line in entry["comparison_lines_reserved"]]
-    assert len(reserved) == len(json.loads(rest[held])["json"]), "the late checkpoint's places stay reserved live"
+    assert len(reserved) == len(json.loads(late.rest[held])["json"]), "the late checkpoint's places stay reserved live"
 
 
 def test_a_state_is_used_by_one_follower_at_a_time(workdir: Path) -> None:
@@ -333,44 +348,18 @@ def test_a_file_needed_again_at_exit_but_gone_is_one_input_error(workdir: Path) 
     """The late checkpoint's replay at exit re-reads the websocket file; deleted by then (retention),
     follow raises an InputError naming it (one line from the CLI), publishes no final outputs and
     keeps its state."""
-    ws, rest, source = _capture(workdir, seed=11)
-    (workdir / "cap").mkdir()
-    ws_path, rest_path = workdir / "cap" / "ws-0001.jsonl", workdir / "cap" / "rest-0001.jsonl"
-    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
 
-    def stamp(line: bytes) -> str:
-        return str(json.loads(line)["received_at_utc"])
+    def delete_after_the_late_checkpoint(late: _LateCheckpoint) -> None:
+        wait_for(lambda: (status := read_status(late.out)) and status["follow"]["rest_rows_compared_late"] == 1,
+                 "the late checkpoint")
+        late.ws_path.unlink()  # retention removes the file before follow exits
 
-    held = 3  # as in the test above: this REST row is written after the stream passed its time
-    ws_early = [line for line in ws if stamp(line) < stamp(rest[held + 1])]
-    ws_path.write_bytes(b"".join(ws_early))
-    rest_path.write_bytes(b"".join(rest[:held]))
-    out = workdir / "out"
-    errors: list[BaseException] = []
-
-    def recorder() -> None:
-        try:
-            wait_for(lambda: (status := read_status(out)) and status["totals"]["websocket_rows"] == len(ws_early),
-                     "the websocket rows released by --rest-wait")
-            with open(rest_path, "ab") as handle:
-                handle.write(b"".join(rest[held:]))
-            with open(ws_path, "ab") as handle:
-                handle.write(b"".join(ws[len(ws_early):]))
-            wait_for(lambda: (status := read_status(out)) and status["follow"]["rest_rows_compared_late"] == 1,
-                     "the late checkpoint")
-            ws_path.unlink()  # retention removes the file before follow exits
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    thread = threading.Thread(target=recorder)
-    thread.start()
+    late = _LateCheckpoint(workdir, then=delete_after_the_late_checkpoint)
     with pytest.raises(InputError, match="ws-0001.jsonl"):
         follow(_config(exit_when_idle=4.0), log=lambda message: None)
-    thread.join(TIMEOUT)
-    assert not errors, errors
-    assert not (out / OUTPUTS[2]).exists(), "no final outputs"
+    late.join()
+    assert not (late.out / OUTPUTS[2]).exists(), "no final outputs"
     assert (workdir / "state" / "state.pkl").exists(), "the state stays"
-
 
 @pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize("limit", [0, 1, 4, 9, 10, 50])
@@ -446,11 +435,19 @@ def test_follow_over_complete_captures_of_any_shape_equals_run(
                          rest_interval_seconds=rest_interval)
     generate_capture(root / "cap", shape, seed, path_base=root)
     assert follow(_config(exit_when_idle=0.3, flush_interval=0.1), log=lambda message: None).outcome is not None
-    batch = _run(root)
-    assert (root / "out" / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
+    _assert_outputs_equal_run(root / "out", _run(root))
+
+
+def _assert_outputs_equal_run(out: Path, batch: Path, *, late_listed: bool = False) -> None:
+    """Follow's outputs in ``out`` are run's in ``batch``: the rows byte for byte, the 10C and divergence
+    manifests but for run identity and the output directory. With ``late_listed``, REST rows that
+    were late for follow may be listed in its 10C anomalies (README "Lateness"; run never is late)."""
+    assert (out / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
     for name in OUTPUTS[1:3]:
-        mine, theirs = _manifest_core(root / "out" / name), _manifest_core(batch / name)
+        mine, theirs = _manifest_core(out / name), _manifest_core(batch / name)
         assert _files_but_paths(mine) == _files_but_paths(theirs), name  # (out/ and batch/)
+        if late_listed:
+            mine.get("anomalies", {}).pop("late_rest_checkpoint", None)
         assert mine == theirs, name
 
 
@@ -526,12 +523,5 @@ def test_follow_stopped_and_resumed_at_any_point_equals_run(
     messages: list[str] = []
     assert follow(_config(exit_when_idle=0.3, flush_interval=0.1), log=messages.append).outcome is not None
     assert messages[0].startswith("resuming from state"), messages[:3]
-    batch = _run(root)
-    assert (root / "out" / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
-    for name in OUTPUTS[1:3]:
-        mine, theirs = _manifest_core(root / "out" / name), _manifest_core(batch / name)
-        assert _files_but_paths(mine) == _files_but_paths(theirs), name
-        # REST rows written after the websocket rows past their time are late for follow (listed
-        # in its 10C anomalies, README "Lateness"), not for run; their rows are equal all the same.
-        mine.get("anomalies", {}).pop("late_rest_checkpoint", None)
-        assert mine == theirs, name
+    # REST written behind the websocket stream is late for follow: listed, its rows equal all the same
+    _assert_outputs_equal_run(root / "out", _run(root), late_listed=True)
