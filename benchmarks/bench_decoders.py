@@ -152,6 +152,47 @@ def scan_asset_ids(ctx: Context) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# output: deflate row by row (as writer.GzipRowsWriter does), and splitting one very long line
+
+
+def _deflate_rows(make: Callable[..., Any], lines: list[bytes]) -> int:
+    """Compress ``lines`` one call per line at level 1, gzip framing; return how many."""
+    compressor = make(1, 8, 31)
+    for line in lines:
+        compressor.compress(line)
+    compressor.flush()
+    return len(lines)
+
+
+@workload("deflate", "zlib.compressobj(1) per row")
+def deflate_zlib(ctx: Context) -> int:
+    """stdlib deflate, one call per row: what streamer writes its outputs with (same bytes anywhere)."""
+    return _deflate_rows(zlib.compressobj, ctx.lines)
+
+
+@workload("deflate", "isal_zlib.compressobj(1) per row")
+def deflate_isal(ctx: Context) -> int:
+    """ISA-L deflate, same calls: faster, but its bytes depend on how the data is fed (not used)."""
+    from isal import isal_zlib
+
+    return _deflate_rows(isal_zlib.compressobj, ctx.lines)
+
+
+@workload("split", "LineSplitter: the file as one line, 64 KiB pieces")
+def split_one_long_line(ctx: Context) -> int:
+    """streamer.sources.LineSplitter fed the file with its newlines removed, 64 KiB at a time: one
+    line as long as the file (a line spanning many reads must not cost time quadratic in its length)."""
+    from streamer.sources import LineSplitter
+
+    data = ctx.joined.replace(b"\n", b" ")
+    splitter = LineSplitter()
+    for start in range(0, len(data), 1 << 16):
+        splitter.feed(data[start:start + (1 << 16)])
+    assert splitter.feed(b"\n") == [data]
+    return 1
+
+
+# ---------------------------------------------------------------------------------------------
 # the floor: read the file, inflate, split, parse every line
 
 
@@ -167,7 +208,8 @@ def floor_fast(ctx: Context) -> int:
     return common.floor_fast(ctx.path)[0]
 
 
-STDLIB_OF = {"gzip": "zlib.decompressobj(31)", "json": "json.loads", "floor": "stdlib: gzip.open + json.loads"}
+STDLIB_OF = {"gzip": "zlib.decompressobj(31)", "json": "json.loads", "floor": "stdlib: gzip.open + json.loads",
+             "deflate": "zlib.compressobj(1) per row"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,8 @@ def gzip_compressor() -> Any:
     """A gzip stream compressor (no name, mtime 0) whose bytes depend only on the data.
 
     Always the standard zlib, never ISA-L: ISA-L gave different bytes for the same rows on
-    another machine (CI), and outputs promise one sha256 per content. Compressing is under 2%
-    of a run (0.39 s for 140 MB of rows, against 0.16 s with ISA-L).
+    another machine (CI), and outputs promise one sha256 per content. The cost is small beside a
+    run (``benchmarks/README.md``, "output compression").
 
     Cost: O(1). Raises nothing.
     """
