@@ -78,7 +78,8 @@ def canonical(value: Decimal | None) -> str | None:
     context's 28 digits): "0.50" -> "0.5", "1E+2" -> "100", "0.0050" -> "0.005",
     "0.0" -> "0". Negative zero prints as "-0", as the formula gives it.
 
-    Cost: O(d) for a result of d characters.
+    Cost: O(1) for a value printed recently (bounded cache, by decimal value); O(d) for a result
+    of d characters.
 
     :param value: a finite decimal (from :func:`parse_decimal`), or None.
     :return: the canonical text, or None for None.
@@ -86,7 +87,14 @@ def canonical(value: Decimal | None) -> str | None:
     """
     if value is None:
         return None
-    return format(value.normalize(_EXACT), "f")
+    text = _canonical_cache.get(value)
+    if text is None:
+        text = format(value.normalize(_EXACT), "f")
+        if value:  # equal decimals print alike, but for the sign of zero: zeros are not cached
+            if len(_canonical_cache) >= CACHE_LIMIT:
+                _canonical_cache.clear()
+            _canonical_cache[value] = text
+    return text
 
 
 def exact_subtract(left: Decimal, right: Decimal) -> Decimal:
@@ -109,6 +117,8 @@ positive_cache: dict[str, Decimal] = {}
 #: Entries per cache before it is cleared (prices and sizes repeat a lot: consecutive
 #: snapshots of a book share most levels).
 CACHE_LIMIT = 1 << 14
+#: Decimal -> its canonical text (nonzero values only).
+_canonical_cache: dict[Decimal, str] = {}
 
 
 def cached_decimal(value: object) -> Decimal | None:
