@@ -99,20 +99,22 @@ class Anomalies:
 
 
 class TokenState:
-    """One token's book and the bookkeeping of the rows applied to it."""
+    """One token's book and the bookkeeping of the rows applied to it.
 
-    __slots__ = ("book", "applied", "first_line", "last_line", "first_seq", "last_seq", "file_index",
-                 "received", "timestamp")
+    ``first`` and ``last`` are the positions (``(file_index, line, global_sequence,
+    received_at_utc, received_us)``) of the first and the latest row applied to the token;
+    ``row_id`` the reconstructor's number of the latest, so that a row counts once per token.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("token", "book", "applied", "first", "last", "row_id", "timestamp")
+
+    def __init__(self, token: str) -> None:
+        self.token = token
         self.book: Book | None = None
         self.applied = 0
-        self.first_line: int | None = None
-        self.last_line: int | None = None
-        self.first_seq: Any = None
-        self.last_seq: Any = None
-        self.file_index = 0
-        self.received: Any = None
+        self.first: tuple[Any, ...] | None = None
+        self.last: tuple[Any, ...] | None = None
+        self.row_id = 0
         self.timestamp: int | None = None  # the book's current timestamp (ms)
 
 
@@ -142,20 +144,22 @@ class Reconstructor:
         self.bad_levels = 0
         self._recent: dict[bytes, int] = {}
         self._recent_order: deque[tuple[int, bytes]] = deque()
+        self._row_id = 0  # rows applied so far: TokenState.row_id says which one touched a token last
 
     # -- websocket --------------------------------------------------------------------------------
 
     def _state(self, token: str) -> TokenState:
         state = self.tokens.get(token)
         if state is None:
-            state = self.tokens[token] = TokenState()
+            state = self.tokens[token] = TokenState(token)
         return state
 
-    def apply(self, file_index: int, line: int, row: dict[str, Any], received_us: int | None,
-              raw: bytes | None = None) -> None:
+    def apply(self, position: tuple[Any, ...], row: dict[str, Any], raw: bytes | None = None) -> None:
         """Apply one websocket row (SPEC section 3). Cost: O(entries x log levels).
 
-        ``raw`` is the row's line as read; when given, duplicate payloads are found from its bytes.
+        ``position`` is ``(file_index, line, global_sequence, received_at_utc, received_us)``, as
+        :func:`streamer.batch.iter_ws_rows` yields it; ``raw`` is the row's line as read: when
+        given, duplicate payloads are found from its bytes.
         """
         payload = row.get("json")
         if type(payload) is dict:
@@ -164,9 +168,12 @@ class Reconstructor:
             items = payload
         else:
             return
+        received_us = position[4]
         if received_us is not None and payload:
-            self._check_duplicate(payload, raw, received_us, file_index, line)
-        touched: list[str] = []
+            self._check_duplicate(payload, raw, received_us, position)
+        self._row_id += 1
+        # States of the tokens this row applied to, each once, in first-touch order.
+        touched: list[TokenState] = []
         for item in items:
             if type(item) is not dict:
                 continue
@@ -176,16 +183,18 @@ class Reconstructor:
                                            or ("buys" in item and "sells" in item)):
                     event_type = "book"
                 else:
-                    self.anomalies.add("untyped_object", self._where(file_index, line))
+                    self.anomalies.add("untyped_object", self._where(position))
                     continue
             if event_type == "price_change":
-                stamp = _millis(item.get("timestamp"))
+                stamp = item.get("timestamp")
+                if type(stamp) is not int:  # _millis, inline: once per price_change row
+                    stamp = int(stamp) if type(stamp) is str and stamp.isdigit() and stamp.isascii() else None
                 entries = item.get("price_changes")
                 if type(entries) is list:
-                    self._changes(None, entries, stamp, touched, file_index, line)
+                    self._changes(None, entries, stamp, touched, position)
                 entries = item.get("changes")
                 if type(entries) is list and item.get("asset_id") is not None:
-                    self._changes(str(item["asset_id"]), entries, stamp, touched, file_index, line)
+                    self._changes(str(item["asset_id"]), entries, stamp, touched, position)
             elif event_type == "book":
                 token = item.get("asset_id")
                 if token is None:
@@ -194,31 +203,48 @@ class Reconstructor:
                 asks, bad_asks = parse_levels(item["asks"] if "asks" in item else item.get("sells"))
                 if bad_bids or bad_asks:
                     self.bad_levels += bad_bids + bad_asks
-                    self.anomalies.add("bad_level", self._where(file_index, line))
+                    self.anomalies.add("bad_level", self._where(position))
                 state = self._state(str(token))
                 if state.book is None:
                     state.book = Book()
                 state.book.replace(bids, asks)
                 state.timestamp = _millis(item.get("timestamp"))
-                touched.append(str(token))
+                self._touch(state, position, touched)
             else:
                 token = item.get("asset_id")
                 if token is not None and str(token) not in self.tokens:
                     self._state(str(token))
                 if event_type not in PASSIVE_EVENT_TYPES:
-                    self.anomalies.add(f"unknown_event_type:{event_type}", self._where(file_index, line))
-        if touched:
-            self._account(touched, file_index, line, row)
+                    self.anomalies.add(f"unknown_event_type:{event_type}", self._where(position))
+        for state in touched:  # after the whole row: a row may move both sides of a book
+            book = state.book
+            if book is not None:
+                bids = book.bids
+                asks = book.asks
+                # Book.is_crossed, inline (twice per price_change row): the sorted keys' ends
+                if bids and asks and bids._list._maxes[-1] >= asks._list._lists[0][0]:
+                    self.anomalies.add("crossed_book", f"{self._where(position)} {state.token}")
 
-    def _changes(self, token: str | None, entries: list[Any], stamp: int | None, touched: list[str],
-                 file_index: int, line: int) -> None:
+    def _touch(self, state: TokenState, position: tuple[Any, ...], touched: list[TokenState]) -> None:
+        """Count the current row for ``state``'s token, once per row (:meth:`_changes` inlines it)."""
+        if state.row_id != self._row_id:
+            state.row_id = self._row_id
+            if not state.applied:
+                state.first = position
+            state.applied += 1
+            state.last = position
+            touched.append(state)
+
+    def _changes(self, token: str | None, entries: list[Any], stamp: int | None, touched: list[TokenState],
+                 position: tuple[Any, ...]) -> None:
         """Apply price_change entries: each names its token, or all are for ``token`` (older form)."""
         tokens = self.tokens
         prices = decimal_cache
         sizes = size_cache
+        row_id = self._row_id
         for entry in entries:
             if type(entry) is not dict:
-                self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
+                self.anomalies.add("bad_price_change_entry", self._where(position))
                 continue
             name = token
             if name is None:
@@ -229,7 +255,7 @@ class Reconstructor:
                     name = str(name)
             state = tokens.get(name)
             if state is None:
-                state = tokens[name] = TokenState()
+                state = tokens[name] = TokenState(name)
             side = entry.get("side")
             try:
                 price = prices[entry["price"]]
@@ -238,18 +264,18 @@ class Reconstructor:
                 price = cached_decimal(entry.get("price"))
                 size = cached_size(entry.get("size"))
             if price is None or size is None or (side != "BUY" and side != "SELL"):
-                self.anomalies.add("bad_price_change_entry", self._where(file_index, line))
+                self.anomalies.add("bad_price_change_entry", self._where(position))
                 continue
             book = state.book
             if book is None:
-                self.anomalies.add("price_change_without_book", self._where(file_index, line))
+                self.anomalies.add("price_change_without_book", self._where(position))
                 continue
             if stamp is not None:
                 current = state.timestamp
                 if current is None or stamp >= current:
                     state.timestamp = stamp
                 else:
-                    self.anomalies.add("stale_price_change", self._where(file_index, line))
+                    self.anomalies.add("stale_price_change", self._where(position))
             levels = book.bids if side == "BUY" else book.asks
             if not size:
                 levels.pop(price, None)
@@ -257,28 +283,16 @@ class Reconstructor:
                 _set_size(levels, price, size)
             else:
                 levels[price] = size
-            touched.append(name)
+            if state.row_id != row_id:  # _touch, inline: the row counts once for this token
+                state.row_id = row_id
+                if not state.applied:
+                    state.first = position
+                state.applied += 1
+                state.last = position
+                touched.append(state)
 
-    def _account(self, touched: list[str], file_index: int, line: int, row: dict[str, Any]) -> None:
-        """A row counts once per token it applied to; then the book must not be crossed."""
-        sequence = row.get("global_message_sequence")
-        received = row.get("received_at_utc")
-        for token in dict.fromkeys(touched) if len(touched) > 1 else touched:
-            state = self.tokens[token]
-            if not state.applied:
-                state.first_line = line
-                state.first_seq = sequence
-            state.applied += 1
-            state.last_line = line
-            state.last_seq = sequence
-            state.file_index = file_index
-            state.received = received
-            book = state.book
-            if book is not None and book.is_crossed():
-                self.anomalies.add("crossed_book", f"{self._where(file_index, line)} {token}")
-
-    def _check_duplicate(self, payload: Any, raw: bytes | None, received_us: int, file_index: int,
-                         line: int) -> None:
+    def _check_duplicate(self, payload: Any, raw: bytes | None, received_us: int,
+                         position: tuple[Any, ...]) -> None:
         """Exact repeats of a payload within 2 s of the first (reported, still applied).
 
         The fingerprint is the line from its ``"json"`` key on (the payload's own bytes and what
@@ -304,13 +318,13 @@ class Reconstructor:
                 return
         seen = recent.get(fingerprint)
         if seen is not None and 0 <= received_us - seen <= DUPLICATE_WINDOW_US:
-            self.anomalies.add("duplicate_payload", self._where(file_index, line))
+            self.anomalies.add("duplicate_payload", self._where(position))
             return
         recent[fingerprint] = received_us
         order.append((received_us, fingerprint))
 
-    def _where(self, file_index: int, line: int) -> str:
-        return f"{self.ws_names[file_index]}:{line}" if self.ws_names else str(line)
+    def _where(self, position: tuple[Any, ...]) -> str:
+        return f"{self.ws_names[position[0]]}:{position[1]}" if self.ws_names else str(position[1])
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -352,7 +366,9 @@ class Reconstructor:
         self.status_counts[status] += 1
         self.comparison_rows += 1
         market = self.markets.get(token)
-        applied = state is not None and state.applied > 0
+        first = state.first if state is not None else None
+        last = state.last if state is not None else None
+        applied = first is not None and last is not None
         first_ws = self.ws_names[0] if self.ws_names else None
         result = {
             "comparison_status": status,
@@ -363,13 +379,13 @@ class Reconstructor:
             "rest_checkpoint_received_at_utc": row.get("received_at_utc"),
             "rest_checkpoint_file": self.rest_names[file_index],
             "rest_checkpoint_line": line,
-            "raw_websocket_file": self.ws_names[state.file_index] if applied else first_ws,  # type: ignore[union-attr]
+            "raw_websocket_file": self.ws_names[last[0]] if applied else first_ws,  # type: ignore[index]
             "applied_ws_message_count": state.applied if applied else 0,  # type: ignore[union-attr]
-            "applied_ws_line_span": [state.first_line, state.last_line] if applied else [None, None],  # type: ignore[union-attr]
-            "applied_ws_global_sequence_span": [state.first_seq, state.last_seq] if applied else [None, None],  # type: ignore[union-attr]
-            "last_applied_ws_line": state.last_line if applied else None,  # type: ignore[union-attr]
-            "last_applied_ws_received_at_utc": state.received if applied else None,  # type: ignore[union-attr]
-            "last_local_update_received_at_utc": state.received if applied else None,  # type: ignore[union-attr]
+            "applied_ws_line_span": [first[1], last[1]] if applied else [None, None],  # type: ignore[index]
+            "applied_ws_global_sequence_span": [first[2], last[2]] if applied else [None, None],  # type: ignore[index]
+            "last_applied_ws_line": last[1] if applied else None,  # type: ignore[index]
+            "last_applied_ws_received_at_utc": last[3] if applied else None,  # type: ignore[index]
+            "last_local_update_received_at_utc": last[3] if applied else None,  # type: ignore[index]
         }
         result.update(fields)
         return result

@@ -176,7 +176,7 @@ class RunSession:
         received_us = row[4]
         if received_us is not None and (self.max_us is None or received_us > self.max_us):
             self.max_us = received_us
-        self.reconstructor.apply(row[0], row[1], value, received_us, raw)
+        self.reconstructor.apply(row, value, raw)
         analysis = self.analysis
         if self.relay is not None and not self.ws_rows % RELAY_EVERY:
             self.relay(("upto", key))
@@ -261,7 +261,7 @@ class RunSession:
             rest_row = exact_loads(serialized)
             while pending is not None and not (pending[1][4] is not None and pending[1][4] > stamp):
                 _key, row, value, raw = pending
-                replay.apply(row[0], row[1], value, row[4], raw)
+                replay.apply(row, value, raw)
                 pending = next(rows_iter, None)
             ws_anomalies, replay.anomalies = replay.anomalies, compared
             comparisons = replay.compare(file_index, line, rest_row)
