@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
 from hypothesis import given
@@ -151,6 +151,16 @@ def test_canonical_is_equal_and_stable(value: Decimal) -> None:
     assert "E" not in text and "e" not in text
     assert D(text) == value
     assert canonical(D(text)) == text
+
+
+@given(st.lists(st.sampled_from(["0", "-0", "0.0", "-0.00", "0E-3", "0.5", "0.50", ".5", "-0.5", "1E+1", "10.0"]),
+                min_size=1, max_size=12))
+def test_canonical_is_the_same_whatever_was_printed_before(texts: list[str]) -> None:
+    # canonical caches by decimal value: equal values ("0.5", "0.50") share a text, but the
+    # sign of zero is printed ("-0"), so zeros must never be answered from another spelling.
+    for text in texts:
+        value = D(text)
+        assert canonical(value) == format(value.normalize(Context(prec=100)), "f")
 
 
 def test_exact_subtract_never_rounds() -> None:
