@@ -90,7 +90,9 @@ def canonical(value: Decimal | None) -> str | None:
     text = _canonical_cache.get(value)
     if text is None:
         text = format(value.normalize(_EXACT), "f")
-        if value:  # equal decimals print alike, but for the sign of zero: zeros are not cached
+        # Equal decimals print alike, but for the sign of zero: zeros are not cached. Nor are long
+        # texts (a corrupt "1E+999" prints 1000 digits): the cache stays a few hundred KB.
+        if value and len(text) <= 40:
             if len(_canonical_cache) >= CACHE_LIMIT:
                 _canonical_cache.clear()
             _canonical_cache[value] = text
