@@ -162,7 +162,8 @@ def export_streamer(rev: str, work_dir: Path) -> Path:
 def prepare(lines: int, args: argparse.Namespace, log: Callable[[str], None]) -> Case:
     """Generate or reuse the capture and comparison rows in a child process (the oracle is memory-hungry)."""
     argv = [sys.executable, str(Path(common.__file__).resolve()), "prepare", "--lines", str(lines),
-            "--markets", str(args.markets), "--seed", str(args.seed), "--work-dir", str(args.work_dir), "--rows"]
+            "--markets", str(args.markets), "--seed", str(args.seed), "--work-dir", str(args.work_dir), "--rows",
+            "--rest-interval", str(args.rest_interval)]
     done = subprocess.run(argv, capture_output=True, text=True)
     for line in done.stderr.splitlines():
         log(line)
@@ -233,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="50000,100000,200000,400000",
                         help="comma-separated websocket line counts (default 50000,100000,200000,400000)")
     parser.add_argument("--markets", type=int, default=10, help="binary markets, 2 tokens each (default 10)")
+    parser.add_argument("--rest-interval", type=float, default=5.0,
+                        help="seconds between REST checkpoints (default 5; 20 gives ~1/4 of the divergent rows)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1, help="measured runs per tool and length (default 1)")
     parser.add_argument("--reference-repeats", type=int, default=None,

@@ -265,21 +265,23 @@ def _rows_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def capture_dir(work_dir: Path, lines: int, markets: int, seed: int) -> Path:
-    return Path(work_dir) / f"capture-ws{lines}-m{markets}-s{seed}"
+def capture_dir(work_dir: Path, lines: int, markets: int, seed: int, rest_interval: float = 5.0) -> Path:
+    interval = "" if rest_interval == 5.0 else f"-r{rest_interval:g}"  # the default keeps its old name
+    return Path(work_dir) / f"capture-ws{lines}-m{markets}-s{seed}{interval}"
 
 
 def prepare_capture(work_dir: Path, lines: int, markets: int, seed: int, *, rows: bool,
-                    log: Callable[[str], None] = lambda _m: None) -> PreparedCapture:
+                    log: Callable[[str], None] = lambda _m: None, rest_interval: float = 5.0) -> PreparedCapture:
     """Generate (or reuse) a capture of ``lines`` websocket lines; with ``rows`` also the comparison rows.
 
-    The cache is keyed by length, markets and seed, and invalidated when streamer/synth.py (capture)
+    ``rest_interval``: seconds between REST checkpoints (fewer checkpoints, fewer divergent rows).
+    The cache is keyed by length, markets, seed and interval, and invalidated when streamer/synth.py (capture)
     or tests/oracle.py / tests/refcompare.py (rows) change. One websocket file and one REST file,
     as the reference analyzer reads only the first of each.
     """
     from streamer.synth import CaptureShape, generate_capture
 
-    directory = capture_dir(work_dir, lines, markets, seed)
+    directory = capture_dir(work_dir, lines, markets, seed, rest_interval)
     capture_key = _digest(ROOT / "streamer" / "synth.py")
     rows_key = capture_key + "-" + _rows_digest()
     meta_path = directory / "capture.json"
@@ -289,7 +291,8 @@ def prepare_capture(work_dir: Path, lines: int, markets: int, seed: int, *, rows
         if directory.exists():
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
-        shape = CaptureShape(markets=markets, ws_lines=lines, ws_files=1, rest_files=1)
+        shape = CaptureShape(markets=markets, ws_lines=lines, ws_files=1, rest_files=1,
+                             rest_interval_seconds=rest_interval)
         capture = generate_capture(directory, shape, seed, path_base=directory)
         ws_file = capture.ws_files[0]
         ws_bytes, ws_lines = 0, 0
@@ -299,7 +302,7 @@ def prepare_capture(work_dir: Path, lines: int, markets: int, seed: int, *, rows
                 ws_lines += chunk.count(b"\n")
         meta = {"key": capture_key, "manifest_10b": capture.manifest_10b.name, "ws_file": ws_file.name,
                 "ws_lines": ws_lines, "ws_bytes": ws_bytes, "ws_gz_bytes": ws_file.stat().st_size,
-                "shape": {"markets": markets, "ws_lines": lines, "seed": seed}}
+                "shape": {"markets": markets, "ws_lines": lines, "seed": seed, "rest_interval_seconds": rest_interval}}
         meta_path.write_text(json.dumps(meta, indent=1))
     flags: dict[str, str] = {}
     status_counts: dict[str, int] = {}
@@ -441,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare.add_argument("--lines", type=int, required=True)
     prepare.add_argument("--markets", type=int, default=10)
     prepare.add_argument("--seed", type=int, default=0)
+    prepare.add_argument("--rest-interval", type=float, default=5.0, help="seconds between REST checkpoints")
     prepare.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     prepare.add_argument("--rows", action="store_true", help="also build the comparison rows (analyze inputs)")
     rusage = commands.add_parser("rusage", help="run a command, write '<wall s> <user s> <sys s> <peak RSS KiB>' to a file")
@@ -453,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "prepare":
         prepared = prepare_capture(args.work_dir, args.lines, args.markets, args.seed, rows=args.rows,
-                                   log=lambda m: print(m, file=sys.stderr, flush=True))
+                                   log=lambda m: print(m, file=sys.stderr, flush=True),
+                                   rest_interval=args.rest_interval)
         print(json.dumps({"directory": str(prepared.directory), "ws_file": str(prepared.ws_file),
                           "ws_lines": prepared.ws_lines, "ws_bytes": prepared.ws_bytes,
                           "ws_gz_bytes": prepared.ws_gz_bytes, "flags": prepared.flags,
