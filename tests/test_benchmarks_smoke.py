@@ -104,3 +104,14 @@ def test_bench_run_tiny(tmp_path: Path) -> None:
     for row in rows:
         assert float(row["wall_s"]) > 0 and float(row["peak_rss_mib"]) > 0
         assert (row["vs_fast_floor"] != "") == (not row["tool"].startswith("floor"))
+
+
+def test_bench_stages_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "stages.csv"
+    done = run("bench_stages.py", "--lines", "2000", "--markets", "2", "--work-dir", str(tmp_path / "work"),
+               "--csv", str(out))
+    assert done.stdout.splitlines()[0].split() == ["stage", "seconds", "us_per_line", "share"]
+    comments, rows = csv_rows(out.read_text())
+    assert {c.split(":")[0] for c in comments} >= {"# python", "# cpu", "# date", "# commit", "# command"}
+    assert [row["stage"] for row in rows] == ["read", "rest parse", "rest compare", "apply", "join"]
+    assert abs(sum(float(row["share"]) for row in rows) - 1) < 0.01
