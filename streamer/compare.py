@@ -130,7 +130,8 @@ def compare_books(
         spread_match = True
     else:
         spread_match = _spread(rest_bid, rest_ask) == _spread(local_bid, local_ask)
-    count_match = len(rest_bids) == len(local_bids) and len(rest_asks) == len(local_asks)
+    local_bid_count, local_ask_count = local.level_counts()
+    count_match = len(rest_bids) == local_bid_count and len(rest_asks) == local_ask_count
 
     if bids_equal or top_n <= 0:
         bid_diff, bid_same = _no_diff(), True
