@@ -25,6 +25,7 @@ OTHER = "other"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ONE_US = dt.timedelta(microseconds=1)
 _UTC = dt.UTC
+#: "YYYY-MM-DDTHH:MM:SS." (a prefix that parsed) -> µs since the epoch of that whole second
 _prefix_seconds: dict[str, int] = {}
 
 
