@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="200000,1600000", help="comma-separated websocket line counts")
     parser.add_argument("--markets", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rest-interval", type=float, default=5.0,
+                        help="seconds between REST checkpoints (default 5; fewer checkpoints, less REST work)")
     parser.add_argument("--repeats", type=int, default=1, help="measured runs per tool and length (median kept)")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"subset of {','.join(TOOLS)}")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     peaks: dict[int, int] = {}
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     for lines in [int(value) for value in args.lengths.split(",")]:
-        capture = prepare_capture(args.work_dir, lines, args.markets, args.seed, rows=False, log=log)
+        capture = prepare_capture(args.work_dir, lines, args.markets, args.seed, rows=False, log=log,
+                                  rest_interval=args.rest_interval)
         out = capture.directory / "out-run"
         out.mkdir(exist_ok=True)
         measured: dict[str, tuple[float, float, int]] = {}
