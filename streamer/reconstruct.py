@@ -226,7 +226,7 @@ class Reconstructor:
                     self.anomalies.add("crossed_book", f"{self._where(position)} {state.token}")
 
     def _touch(self, state: TokenState, position: tuple[Any, ...], touched: list[TokenState]) -> None:
-        """Count the current row for ``state``'s token, once per row (:meth:`_changes` inlines it)."""
+        """Count the current row for ``state``'s token, once per row."""
         if state.row_id != self._row_id:
             state.row_id = self._row_id
             if not state.applied:
@@ -241,7 +241,6 @@ class Reconstructor:
         tokens = self.tokens
         prices = decimal_cache
         sizes = size_cache
-        row_id = self._row_id
         for entry in entries:
             if type(entry) is not dict:
                 self.anomalies.add("bad_price_change_entry", self._where(position))
@@ -283,13 +282,7 @@ class Reconstructor:
                 _set_size(levels, price, size)
             else:
                 levels[price] = size
-            if state.row_id != row_id:  # _touch, inline: the row counts once for this token
-                state.row_id = row_id
-                if not state.applied:
-                    state.first = position
-                state.applied += 1
-                state.last = position
-                touched.append(state)
+            self._touch(state, position, touched)
 
     def _check_duplicate(self, payload: Any, raw: bytes | None, received_us: int,
                          position: tuple[Any, ...]) -> None:
@@ -366,9 +359,9 @@ class Reconstructor:
         self.status_counts[status] += 1
         self.comparison_rows += 1
         market = self.markets.get(token)
-        first = state.first if state is not None else None
-        last = state.last if state is not None else None
-        applied = first is not None and last is not None
+        applied = state is not None and state.applied > 0
+        first = state.first if applied else None  # type: ignore[union-attr]
+        last = state.last if applied else None  # type: ignore[union-attr]
         first_ws = self.ws_names[0] if self.ws_names else None
         result = {
             "comparison_status": status,
