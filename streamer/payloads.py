@@ -214,21 +214,21 @@ def parse_time_us(value: Any) -> int | None:
     if not value:
         return None
     if len(value) == 27 and value[26] == "Z":
-        # The recorder's form: the cache holds only prefixes "YYYY-MM-DDTHH:MM:SS." that parsed
-        # (checked once, below), so a hit leaves the six fraction digits to check.
-        seconds_us = _prefix_seconds.get(value[:20])
-        if seconds_us is not None:
-            fraction = value[20:26]
-            if fraction.isdigit() and fraction.isascii():
-                return seconds_us + int(fraction)
-        elif (value[19] == "." and value[10] == "T" and value[4] == "-" and value[7] == "-"
-              and value[13] == ":" and value[16] == ":" and value[20:26].isdigit() and value[20:26].isascii()):
-            seconds_us = _slow_parse_us(value[:19] + "Z")
+        fraction = value[20:26]
+        if fraction.isdigit() and fraction.isascii():
+            # The recorder's form. The cache holds only prefixes "YYYY-MM-DDTHH:MM:SS." that
+            # parsed, so a hit needs no other check.
+            prefix = value[:20]
+            seconds_us = _prefix_seconds.get(prefix)
+            if seconds_us is None and (value[19] == "." and value[10] == "T" and value[4] == "-"
+                                       and value[7] == "-" and value[13] == ":" and value[16] == ":"):
+                seconds_us = _slow_parse_us(value[:19] + "Z")
+                if seconds_us is not None:
+                    if len(_prefix_seconds) > 8192:
+                        _prefix_seconds.clear()
+                    _prefix_seconds[prefix] = seconds_us
             if seconds_us is not None:
-                if len(_prefix_seconds) > 8192:
-                    _prefix_seconds.clear()
-                _prefix_seconds[value[:20]] = seconds_us
-                return seconds_us + int(value[20:26])
+                return seconds_us + int(fraction)
     return _slow_parse_us(value)
 
 
