@@ -54,6 +54,22 @@ def _no_diff() -> dict[str, list[Any]]:
     return {"missing_prices": [], "extra_prices": [], "size_deltas": []}
 
 
+def _compare_side(rest: dict[Decimal, Decimal], local: Book, is_bid: bool, local_best: Decimal | None,
+                  top_n: int) -> tuple[Decimal | None, dict[str, list[Any]], bool]:
+    """One side: ``(REST best price, top-N diff, diff empty)``. Cost: O(n) equal, else O(n log n)."""
+    # The usual matching row: a REST side equal to the local side as a dict (same prices, same
+    # sizes, as decimals) has the same best price, count and top N; nothing to select or diff.
+    if rest == (local.bids if is_bid else local.asks):
+        return local_best, _no_diff(), True
+    best = (max(rest) if is_bid else min(rest)) if rest else None
+    if top_n <= 0:
+        return best, _no_diff(), True
+    # (sorted is C and linear on the venue's already ordered levels; heapq costs 9x more here)
+    top = [(price, rest[price]) for price in sorted(rest, reverse=is_bid)[:top_n]]
+    diff, same = _top_diff(top, local.top(is_bid, top_n))
+    return best, diff, same
+
+
 def _spread(bid: Decimal | None, ask: Decimal | None) -> Decimal | None:
     """Return ``ask - bid`` exactly when both exist, else None. Cost: O(1)."""
     if bid is None or ask is None:
@@ -107,22 +123,10 @@ def compare_books(
     """
     if local is None:
         local = _EMPTY_BOOK
-    local_bids = local.bids
-    local_asks = local.asks
     local_bid = local.best_bid()
     local_ask = local.best_ask()
-    # The usual matching row: a REST side equal to the local side as a dict (same prices, same
-    # sizes, as decimals) has the same best price, count and top N; nothing to select or diff.
-    bids_equal = rest_bids == local_bids
-    asks_equal = rest_asks == local_asks
-    if bids_equal:
-        rest_bid = local_bid
-    else:
-        rest_bid = max(rest_bids) if rest_bids else None
-    if asks_equal:
-        rest_ask = local_ask
-    else:
-        rest_ask = min(rest_asks) if rest_asks else None
+    rest_bid, bid_diff, bid_same = _compare_side(rest_bids, local, True, local_bid, top_n)
+    rest_ask, ask_diff, ask_same = _compare_side(rest_asks, local, False, local_ask, top_n)
 
     bid_match = rest_bid == local_bid
     ask_match = rest_ask == local_ask
@@ -132,17 +136,6 @@ def compare_books(
         spread_match = _spread(rest_bid, rest_ask) == _spread(local_bid, local_ask)
     local_bid_count, local_ask_count = local.level_counts()
     count_match = len(rest_bids) == local_bid_count and len(rest_asks) == local_ask_count
-
-    if bids_equal or top_n <= 0:
-        bid_diff, bid_same = _no_diff(), True
-    else:  # (sorted is C and linear on the venue's already ordered levels; heapq costs 9x more here)
-        bid_top = [(price, rest_bids[price]) for price in sorted(rest_bids, reverse=True)[:top_n]]
-        bid_diff, bid_same = _top_diff(bid_top, local.top(True, top_n))
-    if asks_equal or top_n <= 0:
-        ask_diff, ask_same = _no_diff(), True
-    else:
-        ask_top = [(price, rest_asks[price]) for price in sorted(rest_asks)[:top_n]]
-        ask_diff, ask_same = _top_diff(ask_top, local.top(False, top_n))
 
     fields: dict[str, Any] = {
         "best_bid_match": bid_match,
