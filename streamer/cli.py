@@ -85,9 +85,11 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Rebuild every token's book from the websocket capture and write one comparison row per "
                     "REST book summary,\nplus the 10C manifest naming them.\n\nExample:\n"
                     "  streamer reconstruct --manifest-10b capture/manifest_10b.json --output-rows out/rows.jsonl.gz "
-                    "\\\n    --manifest-10c out/10c.json")
+                    "\\\n    --output-manifest out/10c.json")
     _reconstruct_flags(reconstruct)
-    reconstruct.add_argument("--output-manifest", dest="manifest_10c", type=Path, metavar="PATH", default=batch.DEFAULT_10C_MANIFEST,
+    # --manifest-10c is how run (and analyze) name the same file: either spelling works here
+    reconstruct.add_argument("--output-manifest", "--manifest-10c", dest="manifest_10c", type=Path, metavar="PATH",
+                             default=batch.DEFAULT_10C_MANIFEST,
                              help="10C manifest to write (default %(default)s)")
     _progress_flag(reconstruct)
     reconstruct.set_defaults(handler=_reconstruct)

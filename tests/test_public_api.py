@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,25 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(command: st
     assert "Example" in text
     assert re.search(rf"streamer {command}\b", text)
     assert f"`streamer {command}`" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_help_example_is_accepted_by_its_command(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = capsys.readouterr().out
+    example = text.split("Example:\n", 1)[1].split("\n\n", 1)[0].replace("\\\n", " ")
+    words = shlex.split(example)
+    assert words[:2] == ["streamer", command]
+    parsed = cli._build_parser().parse_args(words[1:])  # an unknown flag exits 2 here
+    assert parsed.command == command
+
+
+def test_reconstruct_takes_the_10c_flag_of_run_as_well(tmp_path: Path) -> None:
+    parser = cli._build_parser()
+    spelled = [parser.parse_args(["reconstruct", flag, str(tmp_path / "10c.json")]).manifest_10c
+               for flag in ("--output-manifest", "--manifest-10c")]
+    assert spelled == [tmp_path / "10c.json"] * 2
 
 
 def test_python_dash_m_is_the_command() -> None:
