@@ -734,8 +734,9 @@ def relayed_analysis(messages: Any, ws_inputs: list[InputStats], rows_name: str,
                 feed(message[1])
             elif kind == "take":
                 feed(message[1])
-                for line, ordinal, serialized in message[2]:
-                    query = engine.comparison_row(0, line, loads(serialized), ordinal=ordinal)
+                for line, ordinal, relayed in message[2]:
+                    row = loads(relayed) if type(relayed) is bytes else relayed
+                    query = engine.comparison_row(0, line, row, ordinal=ordinal)
                     if query is not None:
                         join.take(query, engine.ws_file_of(query), message[1])
             elif kind == "defer":

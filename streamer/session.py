@@ -49,6 +49,15 @@ def feed_join(join: ContextJoin, key: float, row: tuple[Any, ...], value: dict[s
         join.sweep()
 
 
+def _relayed_row(comparison: dict[str, Any], serialized: bytes) -> bytes | dict[str, Any]:
+    """What a relayed analysis needs of a comparison row: all of a divergent row (its bytes);
+    of any other row only what is counted (SPEC 4: status and token), not ~1 KB to decode.
+    """
+    if comparison.get("comparison_status") == "divergent":
+        return serialized
+    return {"comparison_status": comparison.get("comparison_status"), "token_id": comparison.get("token_id")}
+
+
 class RowsSink(Protocol):
     """Where comparison rows go: ``write`` one serialized row; ``rows`` counts those written."""
 
@@ -127,7 +136,8 @@ class RunSession:
     ``("upto", key)`` (the websocket rows up to ``key`` are fed), ``("take", key, rows)`` (the
     comparison rows of a checkpoint, taken with the stream at ``key``), ``("defer", rows)``
     (late checkpoints' rows, for the second pass) and ``("end",)``; ``rows`` are
-    ``(comparison line, ordinal, serialized row)``.
+    ``(comparison line, ordinal, row)``, the row serialized (in a take, only a divergent row;
+    of another, the fields that are counted: :func:`_relayed_row`).
     """
 
     relay: Callable[[tuple[Any, ...]], None] | None = None
@@ -217,7 +227,7 @@ class RunSession:
                 if query is not None:
                     engine.join.take(query, engine.ws_file_of(query), key)
             elif self.relay is not None:
-                relayed.append((rows.rows, rows.rows - 1, serialized))
+                relayed.append((rows.rows, rows.rows - 1, _relayed_row(comparison, serialized)))
         if relayed:
             self.relay(("take", key, relayed))  # type: ignore[misc]
         return written
