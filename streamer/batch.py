@@ -28,9 +28,9 @@ from .errors import HelperError, InputError, UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import analysis_parts, parse_time_us
-from .reconstruct import Reconstructor
+from .reconstruct import Reconstructor, rest_time_us
 from .shards import Helpers, market_tokens, plan_shares
-from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, feed_join, rest_time_us
+from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, feed_join
 from .sources import InputProblems, InputStats, check_readable, read_batches, unreadable
 from .writer import GzipRowsWriter, OrderedRows, write_atomic
 

@@ -4,7 +4,8 @@ SPEC section 3 and the README's decisions: rows apply in stream order (``book`` 
 ``price_change`` of both forms sets levels), and a checkpoint yields one comparison row (SPEC
 section 2.5) per book summary. What the feed does wrong is reported, never repaired
 (:class:`Anomalies`): duplicates, stale entries, crossed books, entries for tokens without a book,
-REST books for tokens the websocket never named, rejected REST rows, unknown event types.
+REST books for tokens the websocket never named, rejected REST rows, rows without a receive time,
+malformed books, unknown event types.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from .books import Book, cached_decimal, cached_size, decimal_cache, parse_levels, size_cache
 from .compare import compare_books
 from .decoders import dumps
+from .payloads import parse_time_us
 
 #: Event types of the market channel that do not change a book (POLYMARKET.md section 2.1).
 PASSIVE_EVENT_TYPES = frozenset({"last_trade_price", "best_bid_ask", "tick_size_change", "new_market",
@@ -34,21 +36,55 @@ def _millis(value: Any) -> int | None:
     return None
 
 
+def rest_time_us(rest_row: dict[str, Any]) -> int | None:
+    """A REST checkpoint row's receive time (µs), or None when it has none usable.
+
+    Cost: O(1). Raises nothing (an unparseable time gives None).
+    """
+    value = rest_row.get("received_at_utc")
+    return parse_time_us(value) if value and type(value) is str else None
+
+
+def rest_rejection(row: dict[str, Any]) -> str | None:
+    """Why a REST row yields no comparison rows (its anomaly name), or None when it is accepted.
+
+    Rejected: an ``http_status`` present and not 2xx or a ``json`` that is not a list
+    (``rejected_rest_row``); a row without a usable receive time, which cannot be placed in the
+    stream (``rest_row_without_receive_time``). Cost: O(1). Raises nothing.
+    """
+    status = row.get("http_status")
+    if (status is not None and not (type(status) is int and 200 <= status < 300)) or type(row.get("json")) is not list:
+        return "rejected_rest_row"
+    if rest_time_us(row) is None:
+        return "rest_row_without_receive_time"
+    return None
+
+
 def accepted_summaries(row: dict[str, Any]) -> list[Any] | None:
-    """A REST row's ``json`` list, or None when the row is rejected (an error status or no list).
+    """A REST row's ``json`` list, or None when the row is rejected (:func:`rest_rejection`).
 
     Cost: O(1). Raises nothing.
     """
-    status = row.get("http_status")
-    summaries = row.get("json")
-    if (status is not None and not (type(status) is int and 200 <= status < 300)) or type(summaries) is not list:
+    return row["json"] if rest_rejection(row) is None else None
+
+
+def book_sides(item: dict[str, Any]) -> tuple[list[Any], list[Any]] | None:
+    """A book's (or book summary's) raw bid and ask levels: ``bids``/``asks``, else ``buys``/``sells``;
+    None when a side is missing or not a list (the book is malformed: skipped and counted).
+
+    Cost: O(1). Raises nothing.
+    """
+    bids = item["bids"] if "bids" in item else item.get("buys")
+    asks = item["asks"] if "asks" in item else item.get("sells")
+    if type(bids) is not list or type(asks) is not list:
         return None
-    return summaries
+    return bids, asks
 
 
 def is_book_summary(summary: Any) -> bool:
-    """Whether an element of an accepted REST row yields a comparison row. Cost: O(1). Raises nothing."""
-    return type(summary) is dict and summary.get("asset_id") is not None
+    """Whether an element of an accepted REST row yields a comparison row: an object with an
+    ``asset_id`` and both sides as lists. Cost: O(1). Raises nothing."""
+    return type(summary) is dict and summary.get("asset_id") is not None and book_sides(summary) is not None
 
 
 def comparison_row_count(row: dict[str, Any]) -> int:
@@ -169,8 +205,11 @@ class Reconstructor:
         else:
             return
         received_us = position[4]
-        if received_us is not None and payload:
-            self._check_duplicate(payload, raw, received_us, position)
+        if payload:
+            if received_us is not None:
+                self._check_duplicate(payload, raw, received_us, position)
+            else:  # applied in file order (SPEC 3 allows it) but never "after" a checkpoint: say so
+                self.anomalies.add("ws_row_without_receive_time", self._where(position))
         self._row_id += 1
         # States of the tokens this row applied to, each once, in first-touch order.
         touched: list[TokenState] = []
@@ -199,8 +238,12 @@ class Reconstructor:
                 token = item.get("asset_id")
                 if token is None:
                     continue
-                bids, bad_bids = parse_levels(item["bids"] if "bids" in item else item.get("buys"))
-                asks, bad_asks = parse_levels(item["asks"] if "asks" in item else item.get("sells"))
+                sides = book_sides(item)
+                if sides is None:
+                    self.anomalies.add("bad_book", self._where(position))
+                    continue
+                bids, bad_bids = parse_levels(sides[0])
+                asks, bad_asks = parse_levels(sides[1])
                 if bad_bids or bad_asks:
                     self.bad_levels += bad_bids + bad_asks
                     self.anomalies.add("bad_level", self._where(position))
@@ -329,11 +372,12 @@ class Reconstructor:
         """
         self.rest_rows += 1
         where = f"{self.rest_names[file_index]}:{line}"
-        summaries = accepted_summaries(row)
-        if summaries is None:
+        rejection = rest_rejection(row)
+        if rejection is not None:
             self.rest_rejected += 1
-            self.anomalies.add("rejected_rest_row", where)
+            self.anomalies.add(rejection, where)
             return []
+        summaries = row["json"]
         out = []
         for summary in summaries:
             if not is_book_summary(summary):
@@ -345,8 +389,10 @@ class Reconstructor:
     def _compare_summary(self, summary: dict[str, Any], row: dict[str, Any], file_index: int, line: int,
                          where: str) -> dict[str, Any]:
         token = str(summary["asset_id"])
-        rest_bids, bad_bids = parse_levels(summary["bids"] if "bids" in summary else summary.get("buys"))
-        rest_asks, bad_asks = parse_levels(summary["asks"] if "asks" in summary else summary.get("sells"))
+        sides = book_sides(summary)
+        assert sides is not None, "is_book_summary checked the sides"
+        rest_bids, bad_bids = parse_levels(sides[0])
+        rest_asks, bad_asks = parse_levels(sides[1])
         if bad_bids or bad_asks:
             self.bad_levels += bad_bids + bad_asks
             self.anomalies.add("bad_level", where)

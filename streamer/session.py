@@ -18,22 +18,13 @@ from .analysis import DivergenceAnalysis, make_work_dir, remove_work_dir
 from .decoders import dumps, exact_dumps, exact_loads
 from .errors import UsageError
 from .join import ContextJoin
-from .payloads import analysis_parts, parse_time_us
-from .reconstruct import Anomalies, Reconstructor, comparison_row_count
+from .payloads import analysis_parts
+from .reconstruct import Anomalies, Reconstructor, comparison_row_count, rest_time_us
 
 #: Websocket rows between sweeps of the join's idle tokens.
 SWEEP_EVERY = 1 << 16
 #: Websocket rows between two progress messages to a relayed analysis (see RunSession.relay).
 RELAY_EVERY = 1 << 12
-
-
-def rest_time_us(rest_row: dict[str, Any]) -> int | None:
-    """A REST checkpoint row's receive time (µs), or None when it has none usable.
-
-    Cost: O(1). Raises nothing (an unparseable time gives None).
-    """
-    value = rest_row.get("received_at_utc")
-    return parse_time_us(value) if value and type(value) is str else None
 
 
 def feed_join(join: ContextJoin, key: float, row: tuple[Any, ...], value: dict[str, Any], rows_fed: int) -> None:

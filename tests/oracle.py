@@ -131,6 +131,12 @@ def _side_levels(obj: dict[str, Any], key: str, fallback: str) -> dict[Decimal, 
     return side
 
 
+def _sides_are_lists(obj: dict[str, Any]) -> bool:
+    """A book (or summary) is malformed, and skipped, unless both sides (bids/asks, else buys/sells) are lists."""
+    return all(isinstance(obj[key] if key in obj else obj.get(fallback), list)
+               for key, fallback in (("bids", "buys"), ("asks", "sells")))
+
+
 def _book(obj: dict[str, Any]) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
     return _side_levels(obj, "bids", "buys"), _side_levels(obj, "asks", "sells")
 
@@ -168,7 +174,7 @@ class _Books:
             kind = _item_type(item)
             if kind == "book":
                 token = _token(item.get("asset_id"))
-                if token is None:
+                if token is None or not _sides_are_lists(item):
                     continue
                 self.books[token] = _book(item)
                 touched.append(token)
@@ -257,7 +263,8 @@ def _rest_accepted(row: dict[str, Any]) -> bool:
     status = row.get("http_status")
     if status is not None and not (isinstance(status, int) and not isinstance(status, bool) and 200 <= status < 300):
         return False
-    return isinstance(row.get("json"), list)
+    # a checkpoint without a usable receive time cannot be placed in the stream: rejected too
+    return isinstance(row.get("json"), list) and parse_time(row.get("received_at_utc")) is not None
 
 
 def _ws_row_usable(row: dict[str, Any]) -> bool:
@@ -301,17 +308,12 @@ def reconstruct(manifest_10b: Path, top_n: int = 10) -> list[dict[str, Any]]:
 
     # Every REST row with the number of websocket rows (a prefix of the stream) it is compared after.
     checkpoints: list[tuple[str, int, dict[str, Any], int]] = []
-    reached = 0
     for name in rest_names:
         for line, row in read_lines(Path(name)):
             if not _rest_accepted(row):
                 continue
             at = parse_time(row.get("received_at_utc"))
-            if at is None:
-                prefix = reached  # compared at its turn, as the stream stands
-            else:
-                prefix = next((i for i, (_f, _l, _r, t) in enumerate(ws_rows) if t is not None and t > at), len(ws_rows))
-                reached = max(reached, prefix)
+            prefix = next((i for i, (_f, _l, _r, t) in enumerate(ws_rows) if t is not None and t > at), len(ws_rows))
             checkpoints.append((name, line, row, prefix))
 
     # Replay the stream once, comparing each checkpoint when its prefix is reached.
@@ -327,7 +329,7 @@ def reconstruct(manifest_10b: Path, top_n: int = 10) -> list[dict[str, Any]]:
             position += 1
         out: list[dict[str, Any]] = []
         for summary in row["json"]:
-            if not isinstance(summary, dict) or summary.get("asset_id") is None:
+            if not isinstance(summary, dict) or summary.get("asset_id") is None or not _sides_are_lists(summary):
                 continue
             token = str(summary["asset_id"])
             local = books.books.get(token)

@@ -452,15 +452,23 @@ def test_unparseable_websocket_time_is_never_after_a_checkpoint(workdir: Path) -
     assert rows[0]["applied_ws_line_span"] == [1, 3]  # the untimed row at line 3 is before the checkpoint
 
 
-def test_checkpoint_without_time_is_compared_at_its_turn(workdir: Path) -> None:
+@pytest.mark.parametrize("time", [None, "", "not a time", 17, "2026-13-40T00:00:00Z"])
+def test_checkpoint_without_a_usable_time_is_rejected_and_located(workdir: Path, time: Any) -> None:
+    # Without T it cannot be placed in the stream (SPEC 3): comparing it anywhere would invent rows.
     untimed = rest(0, 2, summary())
-    del untimed["received_at_utc"]
+    if time is None:
+        del untimed["received_at_utc"]
+    else:
+        untimed["received_at_utc"] = time
     manifest = write_capture([[
         ws(1, 1, [book()]), ws(2, 2, change(YES, "0.49", "21", "BUY")), ws(3, 3, change(YES, "0.49", "22", "BUY")),
     ]], [[rest(2.5, 1, summary()), untimed, rest(9, 3, summary())]])
-    rows, _ = reconstruct_ok(manifest)
+    rows, manifest_10c = reconstruct_ok(manifest)
     assert rows == oracle.reconstruct(Path(manifest))
-    assert [row["last_applied_ws_line"] for row in rows] == [2, 2, 3]
+    assert [(row["rest_checkpoint_line"], row["last_applied_ws_line"]) for row in rows] == [(1, 2), (3, 3)]
+    assert anomalies(manifest_10c) == {"rest_row_without_receive_time": (1, ["capture/rest-0.jsonl:2"])}
+    assert manifest_10c["row_counts"]["rest_checkpoints_rejected"] == 1
+    assert manifest_10c["row_counts"]["rest_checkpoints"] == 3
 
 
 # -- 3. anomalies ------------------------------------------------------------------------------------------
@@ -491,12 +499,16 @@ def test_every_anomaly_is_counted_and_located(workdir: Path) -> None:
         ws(14, 12, {"foo": 1}),                                         # 12 untyped_object
         ws(15, 13, [{"foo": 2}, 7, None]),                              # 13 untyped_object (7, None ignored)
         ws(16, 14, {"event_type": "tick_size_change", "asset_id": YES}),  # 14 passive: no anomaly
+        ws(16.5, 15, [{k: v for k, v in book().items() if k != "asks"},  # 15 bad_book x2: a side missing,
+                      book(bids={"price": "0.4", "size": "1"})]),            # a side not a list
+        ws(17, 16, change(NO, "0.2", "4", "BUY")) | {"received_at_utc": None},  # 16 ws_row_without_receive_time
     ]
     rest_rows = [
         rest(17, 1, summary(), 5, {"market": "m"}, summary("4444", market="0xdead")),  # 2 bad_book_summary
         rest(17.1, 2, status=404) | {"json": {"error": "x"}},
         rest(17.2, 3, status=None) | {"json": {"error": "x"}},
         rest(17.3, 4, summary(bids=[{"price": "0.5", "size": "x"}])),  # bad_level in REST
+        rest(17.4, 5, {k: v for k, v in summary().items() if k != "asks"}, summary() | {"asks": None}),  # bad_book_summary x2
     ]
     manifest = write_capture([ws_rows], [rest_rows])
     rows, manifest_10c = reconstruct_ok(manifest)
@@ -510,7 +522,9 @@ def test_every_anomaly_is_counted_and_located(workdir: Path) -> None:
         "bad_price_change_entry": (4, [f"{ws_file}:10"] * 4),
         "bad_level": (2, [f"{ws_file}:11", f"{rest_file}:4"]),  # one per book holding bad levels
         "untyped_object": (2, [f"{ws_file}:12", f"{ws_file}:13"]),
-        "bad_book_summary": (2, [f"{rest_file}:1", f"{rest_file}:1"]),
+        "bad_book_summary": (4, [f"{rest_file}:1", f"{rest_file}:1", f"{rest_file}:5", f"{rest_file}:5"]),
+        "bad_book": (2, [f"{ws_file}:15", f"{ws_file}:15"]),
+        "ws_row_without_receive_time": (1, [f"{ws_file}:16"]),
         "rest_token_not_seen_on_websocket": (1, [f"{rest_file}:1 4444"]),
         "rejected_rest_row": (2, [f"{rest_file}:2", f"{rest_file}:3"]),
     }
