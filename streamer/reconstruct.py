@@ -367,8 +367,8 @@ class Reconstructor:
     def compare(self, file_index: int, line: int, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The comparison rows of one REST checkpoint row, in its summaries' order.
 
-        A rejected row (``http_status`` present and not 2xx, or ``json`` not a list) gives none and
-        is recorded. Cost: O(summaries x (levels log levels + top_n)).
+        A rejected row (:func:`rest_rejection`) gives none and is recorded under its reason.
+        Cost: O(summaries x (levels log levels + top_n)).
         """
         self.rest_rows += 1
         where = f"{self.rest_names[file_index]}:{line}"
