@@ -85,6 +85,7 @@ LATE_LOCATIONS = 20
 
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _TOKEN = re.compile("\ue000([wrm])([0-9]+)\ue001".encode())
+_TOKEN_TEXT = re.compile("\ue000([wrm])([0-9]+)\ue001")
 #: The same in ASCII-only JSON (``json.dumps`` with ``ensure_ascii``: the manifests, and the
 #: records once a line needed the standard parser, see :func:`streamer.decoders.exact_output`).
 _ESCAPED = re.compile(rb"\\ue000([wrm])([0-9]+)\\ue001")
@@ -140,6 +141,13 @@ class Names:
         if match is None:
             return token
         return self.names[match.group(1).decode()][int(match.group(2))]
+
+    def text(self, value: str) -> str:
+        """``value`` with every placeholder replaced by its file's name (a location, say).
+
+        Cost: O(len(value)); raises IndexError as :meth:`name` does.
+        """
+        return _TOKEN_TEXT.sub(lambda m: self.names[m.group(1)][int(m.group(2))], value)
 
     def json(self, data: bytes) -> bytes:
         """Resolve the placeholders of JSON text (UTF-8 or ASCII-escaped). Cost: O(len(data))."""
@@ -976,10 +984,13 @@ class Follower:
 
     def _status(self, stopped: bool, segment: int, cursors: dict[str, Any] | None = None) -> dict[str, Any]:
         pipeline = self.pipeline
+        names = self.publisher.names()
         if cursors is None:
-            names = self.publisher.names()
             cursors = {"websocket": _cursor(pipeline.ws_cursor, names.names["w"]),
                        "rest": _cursor(pipeline.rest_cursor, names.names["r"])}
+        counters = pipeline.follow_counters()
+        counters["rest_rows_compared_late_first"] = [names.text(where)
+                                                     for where in counters["rest_rows_compared_late_first"]]
         return {
             "schema_name": "streamer_follow_status",
             "schema_version": 1,
@@ -989,7 +1000,7 @@ class Follower:
             "totals": {**pipeline.totals(), "divergence_rows_published": self.records_published},
             "cursors": cursors,
             "inputs": {"websocket": self.tails["ws"].status(), "rest": self.tails["rest"].status()},
-            "follow": pipeline.follow_counters(),
+            "follow": counters,
             "segments": {"dir": SEGMENTS_DIR, "count": self.segments, "index": f"{SEGMENTS_DIR}/{SEGMENT_INDEX}",
                          "index_bytes": self.index_bytes, "last": self.segments or None,
                          "made_by_this_flush": bool(segment)},

@@ -172,6 +172,7 @@ def test_rest_row_later_than_rest_wait_is_exact_at_exit_and_counted(workdir: Pat
     assert result.outcome is not None
     status = read_status(out)
     assert status is not None and status["follow"]["rest_rows_compared_late"] == 1
+    assert status["follow"]["rest_rows_compared_late_first"] == [f"cap/rest-0001.jsonl:{held + 1}"], "named, not a placeholder"
     batch = _run(workdir)
     assert (out / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes(), "late rows are exact at exit"
     mine = json.loads((out / OUTPUTS[1]).read_text())
