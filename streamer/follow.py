@@ -988,9 +988,6 @@ class Follower:
         if cursors is None:
             cursors = {"websocket": _cursor(pipeline.ws_cursor, names.names["w"]),
                        "rest": _cursor(pipeline.rest_cursor, names.names["r"])}
-        counters = pipeline.follow_counters()
-        counters["rest_rows_compared_late_first"] = [names.text(where)
-                                                     for where in counters["rest_rows_compared_late_first"]]
         return {
             "schema_name": "streamer_follow_status",
             "schema_version": 1,
@@ -1000,7 +997,7 @@ class Follower:
             "totals": {**pipeline.totals(), "divergence_rows_published": self.records_published},
             "cursors": cursors,
             "inputs": {"websocket": self.tails["ws"].status(), "rest": self.tails["rest"].status()},
-            "follow": counters,
+            "follow": _named_counters(pipeline, names),
             "segments": {"dir": SEGMENTS_DIR, "count": self.segments, "index": f"{SEGMENTS_DIR}/{SEGMENT_INDEX}",
                          "index_bytes": self.index_bytes, "last": self.segments or None,
                          "made_by_this_flush": bool(segment)},
@@ -1199,7 +1196,7 @@ class Follower:
             why = None
         if why is not None:
             self.log(f"{why}: no final outputs written")
-            self._stopped_status(None)
+            self._stopped_status(None, None)
             return FollowOutcome(None, run_config, reason, status_path)
         final = self._final_pipeline()
         try:
@@ -1207,7 +1204,7 @@ class Follower:
         finally:
             final.session.close()
             shutil.rmtree(self.state.final_work, ignore_errors=True)
-        self._stopped_status(outcome)
+        self._stopped_status(outcome, final)
         return FollowOutcome(outcome, run_config, reason, status_path)
 
     def _final_pipeline(self) -> Pipeline:
@@ -1244,8 +1241,9 @@ class Follower:
         config = self.config
         temp_manifest = self.out / f".{MANIFEST_NAME}.follow-tmp"
         run_config = config.run_config(temp_manifest)
-        ws_inputs = [_input_stats(end, names, KIND_WS) for end in final.ws_files]
-        rest_inputs = [_input_stats(end, names, KIND_REST) for end in final.rest_files]
+        ws_copies, rest_copies = self.tails["ws"].compressed_copies, self.tails["rest"].compressed_copies
+        ws_inputs = [_input_stats(end, names, KIND_WS, ws_copies) for end in final.ws_files]
+        rest_inputs = [_input_stats(end, names, KIND_REST, rest_copies) for end in final.rest_files]
         final.session.replay_late(lambda: batch.iter_ws_rows_again(ws_inputs))
         final.session.end_of_stream()
         buffer = final.rows
@@ -1281,7 +1279,7 @@ class Follower:
             self.log(message)
         return outcome
 
-    def _stopped_status(self, outcome: batch.Outcome | None) -> None:
+    def _stopped_status(self, outcome: batch.Outcome | None, final: Pipeline | None) -> None:
         status_path = self.out / STATUS_NAME
         try:
             status = json.loads(status_path.read_text())
@@ -1293,7 +1291,17 @@ class Follower:
         if outcome is not None:
             status["final_outputs"] = {name: str(path) for name, path in sorted(outcome.written.items())}
             status["final_gates"] = {"10c": outcome.reconstruction_gate, "divergence": outcome.gate}
+        if final is not None:  # the exit's own work (rows of late REST rows, say) is in no segment
+            status["final_totals"] = final.totals()
+            status["final_follow"] = _named_counters(final, self.publisher.names())
         write_atomic(status_path, _json_bytes(status))
+
+
+def _named_counters(pipeline: Pipeline, names: Names) -> dict[str, Any]:
+    """:meth:`Pipeline.follow_counters` with file names in its locations, not placeholders."""
+    counters = pipeline.follow_counters()
+    counters["rest_rows_compared_late_first"] = [names.text(where) for where in counters["rest_rows_compared_late_first"]]
+    return counters
 
 
 def _cursor(cursor: tuple[int, int], names: list[str]) -> dict[str, Any]:
@@ -1301,9 +1309,13 @@ def _cursor(cursor: tuple[int, int], names: list[str]) -> dict[str, Any]:
     return {"file": file, "name": names[file] if file < len(names) else None, "lines_consumed": line}
 
 
-def _input_stats(end: FileEnd, names: Names, kind: str) -> InputStats:
+def _input_stats(end: FileEnd, names: Names, kind: str, compressed_copies: dict[str, str]) -> InputStats:
     name = names.name(end.name)
-    stats = InputStats(Path(name), name, kind)
+    path = Path(name)
+    copy = compressed_copies.get(name)
+    if copy is not None and not path.exists():
+        path = Path(copy)  # read again (replay, second pass) through its gzip copy: the same lines
+    stats = InputStats(path, name, kind)
     stats.size = end.size
     stats.sha256 = end.sha256 or ""
     stats.compressed = end.compressed

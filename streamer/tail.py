@@ -13,7 +13,10 @@ The rules (the README's "streamer follow" section states them for users):
   identity under a new name is a rename: the file keeps its place and its cursor and is never
   read twice. A known inode whose first bytes changed is a new file (the inode was reused). A
   new inode whose first :data:`FINGERPRINT_SIZE` bytes equal a known file's is a copy of it
-  (``copytruncate``'s copy) and is ignored.
+  (``copytruncate``'s copy) and is ignored. A new gzip file whose *content* starts with a known
+  file's first :data:`FINGERPRINT_SIZE` bytes is that file compressed after rotation (``gzip
+  ws-0001.jsonl``): ignored when the original is being read or was read (an open file is read to
+  its end even once unlinked), read in the original's place when the original was still waiting.
 - **Order.** Files wait in a queue in name order and take their place in the stream (their
   sequence number, the ``file`` of the items) when reading reaches them; a new file whose name
   sorts before the newest known one joins the end of the queue anyway and is counted
@@ -47,6 +50,7 @@ import os
 import stat as stat_module
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import IO, Any, Callable
@@ -183,6 +187,30 @@ def _fingerprint(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
         return None
 
 
+def _content_head(path: str) -> bytes | None:
+    """The first :data:`FINGERPRINT_SIZE` bytes of a gzip file's content, across members; None when
+    it is not gzip, holds fewer yet, or its start is corrupt."""
+    out = b""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(READ_SIZE)
+            if data[:2] != GZIP_MAGIC:
+                return None
+            inflater = zlib.decompressobj(31)
+            while data and len(out) < FINGERPRINT_SIZE:
+                out += inflater.decompress(data, FINGERPRINT_SIZE - len(out))
+                if inflater.eof:  # the next member
+                    data = inflater.unused_data
+                    inflater = zlib.decompressobj(31)
+                elif inflater.unconsumed_tail:
+                    data = inflater.unconsumed_tail
+                else:
+                    data = handle.read(READ_SIZE)
+    except (OSError, zlib.error):
+        return None
+    return out if len(out) == FINGERPRINT_SIZE else None
+
+
 class Tailer:
     """The files of one stream, discovered by glob and read in order as they grow.
 
@@ -216,6 +244,8 @@ class Tailer:
         #: first-4-KiB fingerprints of waiting files found rewritten, by the file (see :meth:`_still`)
         self._rewritten: dict[bytes, FileEntry] = {}
         self._copies: dict[tuple[int, int], str] = {}
+        #: original name -> name of its gzip copy (read again at exit in place of a deleted original)
+        self.compressed_copies: dict[str, str] = {}
         self._reader: _Reader | None = None
         self.counters: Counter[str] = Counter()
         self.events: list[str] = []
@@ -330,15 +360,57 @@ class Tailer:
                 self.counters["copies_ignored"] += 1
                 self._note(f"{name}: a copy of {original.name} (same first {FINGERPRINT_SIZE} bytes); ignored")
                 return
+        content = _content_head(name) if place == len(self.queue) else None
+        original = None
+        if content is not None:
+            content_sha = hashlib.sha256(content).digest()
+            rewritten = self._rewritten.pop(content_sha, None)
+            original = self._by_fingerprint.get(content_sha)
+            if rewritten is not None and rewritten in self.queue:
+                # Compressed, and its inode already holds a newer file (taken for the same place):
+                # the copy is the earlier content, read first in that place.
+                place = self.queue.index(rewritten)
+                self.counters["compressed_copies_read_instead"] += 1
+                self._note(f"{name}: the earlier content of {rewritten.name}, compressed; read before it")
+                original = None
+        if original is not None and original in self.queue:
+            # Compressed before follow opened it: the copy takes its place (and its skip).
+            place = self.queue.index(original)
+            self.queue.remove(original)
+            self._copies[(original.dev, original.ino)] = name  # (if the original stays, it is ignored)
+            self._by_id.pop((original.dev, original.ino), None)
+            self._drop_fingerprint(original)
+            self.counters["compressed_copies_read_instead"] += 1
+            self._note(f"{name}: {original.name} compressed before follow read it; read in its place")
+        elif original is not None and self._ignore_compressed_copy(name, key, original):
+            return
         newest = self._newest_name()
         if place == len(self.queue) and newest is not None and name < newest:
             self.counters["out_of_order_files"] += 1
             self._note(f"{name}: new file sorts before {newest}; read after it")
         entry = FileEntry(name, st.st_dev, st.st_ino, st.st_size, now)
+        if original is not None:
+            entry.skip = original.skip  # (lines consumed before a restart, when it was the cursor's file)
         if head is not None:
             self._set_fingerprint(entry, head)
         self.queue.insert(place, entry)
         self._by_id[key] = entry
+
+    def _compressed_original(self, name: str) -> FileEntry | None:
+        """The known file whose content a gzip file ``name`` starts with, or None."""
+        content = _content_head(name)
+        return self._by_fingerprint.get(hashlib.sha256(content).digest()) if content else None
+
+    def _ignore_compressed_copy(self, name: str, key: tuple[int, int], original: FileEntry) -> bool:
+        """Whether ``name``, a gzip copy of ``original``, is to be ignored: ``original`` is being read
+        or was read. Then it is recorded as a copy, never read."""
+        if not (original.state == OPEN or original.finished_size is not None):
+            return False
+        self._copies[key] = original.name
+        self.compressed_copies[original.name] = name
+        self.counters["compressed_copies_ignored"] += 1
+        self._note(f"{name}: {original.name} compressed (same content); ignored, never read twice")
+        return True
 
     def _set_fingerprint(self, entry: FileEntry, head: bytes) -> None:
         if entry.fp_len == FINGERPRINT_SIZE:
@@ -373,6 +445,8 @@ class Tailer:
 
         Cost: O(bytes read), about :data:`READ_BUDGET`; raises OSError only if an open file fails a read.
         """
+        if self.last_scan is None:
+            self.scan()  # (a file compressed while follow was stopped: its copy is known before opening it)
         with self._lock:
             items: list[Item] = []
             budget = self.read_budget
@@ -383,6 +457,13 @@ class Tailer:
                         self._caught_up(items, None)
                         break
                     entry = self.queue.pop(0)
+                    original = self._compressed_original(entry.name) if not entry.skip else None
+                    if original is not None and original is not entry and self._ignore_compressed_copy(
+                            entry.name, (entry.dev, entry.ino), original):
+                        # (found now: when admitted, gzip had not yet written 4 KiB of its content)
+                        self._by_id.pop((entry.dev, entry.ino), None)
+                        self._drop_fingerprint(entry)
+                        continue
                     entry.seq = len(self.entries)
                     self.entries.append(entry)
                     reader = self._open(entry, items)
@@ -684,7 +765,8 @@ class Tailer:
                     queued.append(saved)
             queued.extend(entry.saved() for entry in self.queue)
             return {"pattern": self.pattern, "finished": finished, "queued": queued,
-                    "copies": dict(self._copies), "counters": dict(self.counters)}
+                    "copies": dict(self._copies), "compressed_copies": dict(self.compressed_copies),
+                    "counters": dict(self.counters)}
 
     def _restore(self, state: dict[str, Any]) -> None:
         now = self.clock()
@@ -705,6 +787,7 @@ class Tailer:
             self.queue.append(entry)
             self._by_id[(entry.dev, entry.ino)] = entry
         self._copies = dict(state.get("copies", {}))
+        self.compressed_copies = dict(state.get("compressed_copies", {}))
         self.counters.update(state.get("counters", {}))
 
     def _entry(self, saved: dict[str, Any], now: float) -> FileEntry:

@@ -360,3 +360,99 @@ def test_a_waiting_file_copytruncated_is_read_after_its_copy(tmp_path: Path) -> 
         assert tailer.counters["copies_read_first"] == 1
     finally:
         tailer.close()
+
+
+def _lines(first: int, count: int) -> bytes:
+    return b"".join(json.dumps({"id": n, "pad": "x" * 400}).encode() + b"\n" for n in range(first, first + count))
+
+
+def _compress(path: Path, members: int = 1) -> Path:
+    """``gzip path``: the copy written (in ``members`` gzip members), then the original deleted."""
+    data = path.read_bytes()
+    step = -(-len(data) // members)
+    copy = path.with_name(path.name + ".gz")
+    copy.write_bytes(b"".join(gzip.compress(data[i:i + step], mtime=0) for i in range(0, len(data), step)))
+    path.unlink()
+    return copy
+
+
+def test_a_file_compressed_after_follow_read_it_is_never_read_twice(tmp_path: Path) -> None:
+    """``gzip ws-0001.jsonl`` once follow has read it (or while it reads it): the .gz is the same
+    content, ignored and counted; the reader of an unlinked open file reads it to its end."""
+    clock = Clock()
+    first, second = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    first.write_bytes(_lines(0, 15))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)
+        with open(first, "ab") as handle:
+            handle.write(_lines(15, 5))  # written after the last read, before the rotation
+        second.write_bytes(_lines(20, 3))
+        _compress(first, members=3)  # (a copy in several members: its content head spans them)
+        for _ in range(3):
+            clock.now += ROTATE_WAIT + 1
+            tailer.scan()
+            read += _drain(tailer)
+        assert read == list(range(23))
+        assert tailer.counters["compressed_copies_ignored"] == 1
+        assert tailer.compressed_copies == {str(first): str(first) + ".gz"}
+    finally:
+        tailer.close()
+
+
+def test_a_waiting_file_compressed_is_read_in_its_place_once(tmp_path: Path) -> None:
+    """A file still waiting behind an older one when the recorder compresses it: the .gz takes its
+    place in the stream (the original, gone, is not counted as lost); after a restart whose cursor
+    was in that file, the lines already consumed are skipped in the copy."""
+    clock = Clock()
+    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, 15))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)  # ws-0001 (not finished: ws-0002 waits)
+        _compress(waiting)
+        (tmp_path / "ws-0003.jsonl").write_bytes(_lines(18, 2))
+        for _ in range(3):
+            clock.now += ROTATE_WAIT + 1
+            tailer.scan()
+            read += _drain(tailer)
+        assert read == list(range(20))
+        assert tailer.counters["compressed_copies_read_instead"] == 1
+        assert not tailer.counters["vanished_files"]
+    finally:
+        tailer.close()
+
+    # Resume with the cursor 4 lines into a plain file that was compressed while follow was stopped.
+    clock = Clock()
+    for path in tmp_path.iterdir():
+        path.unlink()
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, 15))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    (tmp_path / "ws-0003.jsonl").write_bytes(_lines(18, 2))
+    try:
+        tailer.scan()
+        read = []
+        for _ in range(3):
+            clock.now += ROTATE_WAIT + 1
+            tailer.scan()
+            read += _drain(tailer)
+        assert read == list(range(20))
+        state = tailer.snapshot((1, 4))  # the consumer took ids 0-2 and 3-6
+    finally:
+        tailer.close()
+    _compress(waiting)
+    resumed = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock, state=state)
+    try:
+        again = []
+        for _ in range(3):
+            again += _drain(resumed)  # (the first read scans before it opens anything)
+            clock.now += ROTATE_WAIT + 1
+            resumed.scan()
+        assert again == list(range(7, 20))
+        assert resumed.counters["compressed_copies_read_instead"] == 1
+    finally:
+        resumed.close()
