@@ -348,30 +348,21 @@ class Tailer:
         place = len(self.queue)  # (the end: read after every file known)
         if head is not None:
             sha = hashlib.sha256(head).digest()
-            rewritten = self._rewritten.pop(sha, None)
             original = self._by_fingerprint.get(sha)
-            if rewritten is not None and rewritten in self.queue:
-                place = self.queue.index(rewritten)
-                self.counters["copies_read_first"] += 1
-                self._note(f"{name}: the earlier content of {rewritten.name} (rewritten before follow read it); "
-                           f"read before it")
-            elif original is not None:
+            place = self._place_of_earlier_content(sha, name, "copies_read_first", "")
+            if place == len(self.queue) and original is not None:
                 self._copies[key] = original.name
                 self.counters["copies_ignored"] += 1
                 self._note(f"{name}: a copy of {original.name} (same first {FINGERPRINT_SIZE} bytes); ignored")
                 return
         content = _content_head(name) if place == len(self.queue) else None
         original = None
-        if content is not None:
+        if content is not None:  # a gzip file: is it a known file, compressed after rotation?
             content_sha = hashlib.sha256(content).digest()
-            rewritten = self._rewritten.pop(content_sha, None)
             original = self._by_fingerprint.get(content_sha)
-            if rewritten is not None and rewritten in self.queue:
-                # Compressed, and its inode already holds a newer file (taken for the same place):
-                # the copy is the earlier content, read first in that place.
-                place = self.queue.index(rewritten)
-                self.counters["compressed_copies_read_instead"] += 1
-                self._note(f"{name}: the earlier content of {rewritten.name}, compressed; read before it")
+            place = self._place_of_earlier_content(content_sha, name, "compressed_copies_read_instead",
+                                                   " (compressed)")
+            if place < len(self.queue):
                 original = None
         if original is not None and original in self.queue:
             # Compressed before follow opened it: the copy takes its place (and its skip).
@@ -395,6 +386,17 @@ class Tailer:
             self._set_fingerprint(entry, head)
         self.queue.insert(place, entry)
         self._by_id[key] = entry
+
+    def _place_of_earlier_content(self, sha: bytes, name: str, counter: str, how: str) -> int:
+        """Where a new file holding the earlier content of a waiting file found rewritten (its
+        fingerprint ``sha``: see :meth:`_still`) is read: just before it; else at the end."""
+        rewritten = self._rewritten.pop(sha, None)
+        if rewritten is None or rewritten not in self.queue:
+            return len(self.queue)
+        self.counters[counter] += 1
+        self._note(f"{name}: the earlier content of {rewritten.name}{how} (rewritten before follow read it); "
+                   "read before it")
+        return self.queue.index(rewritten)
 
     def _compressed_original(self, name: str) -> FileEntry | None:
         """The known file whose content a gzip file ``name`` starts with, or None."""

@@ -366,6 +366,16 @@ def _lines(first: int, count: int) -> bytes:
     return b"".join(json.dumps({"id": n, "pad": "x" * 400}).encode() + b"\n" for n in range(first, first + count))
 
 
+def _settle(tailer: Tailer, clock: Clock, rounds: int = 3) -> list[int]:
+    """Let ``rounds`` rotate-waits pass, scanning and reading after each: every finished file is read."""
+    read: list[int] = []
+    for _ in range(rounds):
+        clock.now += ROTATE_WAIT + 1
+        tailer.scan()
+        read += _drain(tailer)
+    return read
+
+
 def _compress(path: Path, members: int = 1) -> Path:
     """``gzip path``: the copy written (in ``members`` gzip members), then the original deleted."""
     data = path.read_bytes()
@@ -390,10 +400,7 @@ def test_a_file_compressed_after_follow_read_it_is_never_read_twice(tmp_path: Pa
             handle.write(_lines(15, 5))  # written after the last read, before the rotation
         second.write_bytes(_lines(20, 3))
         _compress(first, members=3)  # (a copy in several members: its content head spans them)
-        for _ in range(3):
-            clock.now += ROTATE_WAIT + 1
-            tailer.scan()
-            read += _drain(tailer)
+        read += _settle(tailer, clock)
         assert read == list(range(23))
         assert tailer.counters["compressed_copies_ignored"] == 1
         assert tailer.compressed_copies == {str(first): str(first) + ".gz"}
@@ -415,10 +422,7 @@ def test_a_waiting_file_compressed_is_read_in_its_place_once(tmp_path: Path) -> 
         read = _drain(tailer)  # ws-0001 (not finished: ws-0002 waits)
         _compress(waiting)
         (tmp_path / "ws-0003.jsonl").write_bytes(_lines(18, 2))
-        for _ in range(3):
-            clock.now += ROTATE_WAIT + 1
-            tailer.scan()
-            read += _drain(tailer)
+        read += _settle(tailer, clock)
         assert read == list(range(20))
         assert tailer.counters["compressed_copies_read_instead"] == 1
         assert not tailer.counters["vanished_files"]
@@ -435,11 +439,7 @@ def test_a_waiting_file_compressed_is_read_in_its_place_once(tmp_path: Path) -> 
     (tmp_path / "ws-0003.jsonl").write_bytes(_lines(18, 2))
     try:
         tailer.scan()
-        read = []
-        for _ in range(3):
-            clock.now += ROTATE_WAIT + 1
-            tailer.scan()
-            read += _drain(tailer)
+        read = _settle(tailer, clock)
         assert read == list(range(20))
         state = tailer.snapshot((1, 4))  # the consumer took ids 0-2 and 3-6
     finally:
