@@ -55,6 +55,8 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="streamer",
         description="Audit recorded Polymarket order-book feeds as a stream.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Start with:\n  streamer demo --out streamer-demo\n\n"
+               "Each command's --help has an example; exit codes: 0 pass, 1 gate not passed, 2 unusable input.",
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -283,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Cost: the command's; raises SystemExit (bad flags, --help); StreamerError, OSError become exit codes.
     """
     parser = _build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # no command: what there is, not just an error
+        parser.print_help(sys.stderr)
+        return EXIT_INPUT
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -78,3 +78,12 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path,
     assert code == 2
     assert captured.err.count("\n") == 1 and captured.err.startswith("streamer demo: error: cannot write")
     assert "Traceback" not in captured.err
+
+
+def test_no_command_lists_the_commands_and_where_to_start(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main([])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    for command in ("analyze", "reconstruct", "run", "follow", "demo"):
+        assert f"\n    {command} " in captured.err or f"\n    {command}\n" in captured.err
+    assert "streamer demo --out" in captured.err
