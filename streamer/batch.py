@@ -90,15 +90,25 @@ def _is_blank(line: bytes) -> bool:
 
 
 class Progress:
-    """Progress on stderr while it is a terminal: input bytes read of total, rows, divergences."""
+    """Progress on stderr while it is a terminal: share of the input read, rows, divergences, time.
 
-    def __init__(self, enabled: bool, inputs: list[InputStats], total: int) -> None:
+    The share is of the inputs' bytes on disk (compressed bytes for gzip), so the estimate of the
+    time left assumes the rest reads at the pace so far.
+    """
+
+    def __init__(self, enabled: bool, inputs: list[InputStats], total: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = enabled and sys.stderr.isatty()
         self.inputs = inputs
         self.total = max(total, 1)
-        self._last = 0.0
-        self.rows = 0
-        self.divergences = 0
+        self._clock = clock
+        self.started = clock()
+        self._last: float | None = None
+        self._width = 0
+        #: websocket lines read (counted per batch by the reader)
+        self.lines = 0
+        #: divergent rows so far, asked at each redraw (the running command sets it)
+        self.divergences: Callable[[], int] = lambda: 0
 
     @classmethod
     def for_inputs(cls, enabled: bool, inputs: list[InputStats]) -> "Progress":
@@ -114,24 +124,45 @@ class Progress:
                 raise unreadable(stats.name, exc) from None
         return cls(enabled, inputs, total)
 
+    def line(self, now: float) -> str:
+        """The progress line at time ``now`` (of the clock given): no newline, no padding.
+
+        e.g. ``streamer: 48% of 23.9 MB, 95,000 websocket lines, 1,822 divergences, 0:02, ~0:02 left``.
+        Cost: O(inputs). Raises nothing.
+        """
+        share = min(sum(stats.bytes_read for stats in self.inputs) / self.total, 1.0)
+        elapsed = max(now - self.started, 0.0)
+        text = (f"streamer: {math.floor(share * 100)}% of {self.total / 1e6:,.1f} MB, {self.lines:,} websocket "
+                f"lines, {self.divergences():,} divergences, {_clock_text(elapsed)}")
+        if elapsed >= 2.0 and 0.01 <= share < 1.0:  # earlier, the pace says little
+            text += f", ~{_clock_text(elapsed * (1.0 - share) / share)} left"
+        return text
+
     def update(self) -> None:
         """Redraw the progress line, at most every 0.5 s. Cost: O(inputs); raises OSError (stderr)."""
         if not self.enabled:
             return
-        now = time.monotonic()
-        if now - self._last < 0.5:
+        now = self._clock()
+        if self._last is not None and now - self._last < 0.5:
             return
         self._last = now
-        done = sum(stats.bytes_read for stats in self.inputs)
-        sys.stderr.write(f"\rstreamer: {done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB read, "
-                         f"{self.rows:,} rows, {self.divergences:,} divergences ")
+        text = self.line(now)
+        sys.stderr.write("\r" + text.ljust(self._width))  # blanks out the end of a longer line
         sys.stderr.flush()
+        self._width = len(text)
 
     def done(self) -> None:
         """End the progress line, if one was drawn. Cost: O(1); raises OSError (stderr)."""
-        if self.enabled and self._last:
+        if self.enabled and self._last is not None:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+def _clock_text(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour. Cost: O(1)."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _parse(line: bytes, name: str, line_number: int, problems: InputProblems) -> Any:
@@ -204,6 +235,8 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
                        (file_index, line_number, value.get("global_message_sequence"), received, received_us),
                        value, line)
             if progress is not None:
+                if websocket:
+                    progress.lines += len(batch)
                 progress.update()
             if limit is not None and line_number >= limit:
                 break
@@ -444,6 +477,7 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
                    problems: InputProblems, progress: Progress) -> int:
     """The single pass: websocket rows into the join, comparison rows taken as time passes."""
     join = engine.join
+    progress.divergences = lambda: engine.aggregates.divergent_rows  # every share's, as read
     comparisons = iter_objects(comparison_inputs, problems, None)
     head = next(comparisons, None)
     head_time = _head_time(head)
@@ -463,8 +497,6 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
         previous_key = key
         if not ws_rows % SWEEP_EVERY:
             join.sweep()
-            progress.rows = ws_rows
-            progress.divergences = engine.aggregates.divergent_rows  # every share's, as read
     while head is not None:
         _take(engine, head, math.inf)
         head = next(comparisons, None)
@@ -592,7 +624,8 @@ def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_i
     rest = iter_objects(rest_inputs, problems)
     head = next(rest, None)
     head_time = rest_time_us(head[2]) if head is not None else None
-    reconstructor = session.reconstructor
+    counts = session.reconstructor.status_counts
+    progress.divergences = lambda: counts.get("divergent", 0)
     for key, row, value, raw in iter_ws_rows(ws_inputs, problems, progress):
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
@@ -600,9 +633,6 @@ def reconstruction_pass(session: RunSession, ws_inputs: list[InputStats], rest_i
             head = next(rest, None)
             head_time = rest_time_us(head[2]) if head is not None else None
         session.websocket_row(key, row, value, raw)
-        if not session.ws_rows % SWEEP_EVERY:
-            progress.rows = session.ws_rows
-            progress.divergences = reconstructor.status_counts.get("divergent", 0)
     while head is not None:
         session.checkpoint(head[0], head[1], head[2], math.inf)
         head = next(rest, None)
