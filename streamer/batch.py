@@ -127,13 +127,14 @@ class Progress:
     def line(self, now: float) -> str:
         """The progress line at time ``now`` (of the clock given): no newline, no padding.
 
-        e.g. ``streamer: 48% of 23.9 MB, 95,000 websocket lines, 1,822 divergences, 0:02, ~0:02 left``.
+        e.g. ``streamer: 11.5/23.9 MB read (48%), 95,000 websocket lines, 1,822 divergences, 0:03, ~0:03 left``.
         Cost: O(inputs). Raises nothing.
         """
-        share = min(sum(stats.bytes_read for stats in self.inputs) / self.total, 1.0)
+        done = min(sum(stats.bytes_read for stats in self.inputs), self.total)  # (read-ahead past a growing file)
+        share = done / self.total
         elapsed = max(now - self.started, 0.0)
-        text = (f"streamer: {math.floor(share * 100)}% of {self.total / 1e6:,.1f} MB, {self.lines:,} websocket "
-                f"lines, {self.divergences():,} divergences, {_clock_text(elapsed)}")
+        text = (f"streamer: {done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB read ({math.floor(share * 100)}%), "
+                f"{self.lines:,} websocket lines, {self.divergences():,} divergences, {_clock_text(elapsed)}")
         if elapsed >= 2.0 and 0.01 <= share < 1.0:  # earlier, the pace says little
             text += f", ~{_clock_text(elapsed * (1.0 - share) / share)} left"
         return text

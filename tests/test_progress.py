@@ -57,13 +57,14 @@ def test_the_line_gives_share_counts_elapsed_and_time_left_once_the_pace_means_s
     progress.divergences = lambda: 1_822
     stats.bytes_read = 6_000_000
     clock.now += 1.5  # too early for an estimate
-    assert progress.line(clock.now) == "streamer: 25% of 24.0 MB, 65,536 websocket lines, 1,822 divergences, 0:01"
+    assert progress.line(clock.now) == ("streamer: 6.0/24.0 MB read (25%), 65,536 websocket lines, "
+                                        "1,822 divergences, 0:01")
     clock.now += 1.0  # 2.5 s for a quarter: 7.5 s left
     assert progress.line(clock.now).endswith(", 0:02, ~0:07 left")
     stats.bytes_read = 24_000_000
     assert progress.line(clock.now).endswith("divergences, 0:02")  # all read: no estimate
     stats.bytes_read = 30_000_000  # read-ahead past the size seen at the start: never above 100%
-    assert progress.line(clock.now).startswith("streamer: 100% of 24.0 MB")
+    assert progress.line(clock.now).startswith("streamer: 24.0/24.0 MB read (100%)")
     stats.bytes_read = 240_000
     clock.now += 3722.5  # one percent in an hour: 99 hours left
     assert progress.line(clock.now).endswith(", 1:02:05, ~102:26:15 left")
@@ -161,7 +162,7 @@ def test_on_a_terminal_progress_goes_to_stderr_and_stdout_keeps_its_lines(tmp_pa
     assert "streamer: " not in stdout
     drawn = [part for part in terminal.replace("\r\n", "\n").split("\r") if part.strip()]
     assert drawn and all(part.startswith("streamer: ") for part in drawn)
-    assert "% of " in drawn[-1] and "websocket lines" in drawn[-1]
+    assert "MB read (" in drawn[-1] and "websocket lines" in drawn[-1]
     assert terminal.endswith("\n")
     code, stdout, terminal = _run_with_stderr_on_a_terminal([*args, "--no-progress"], tmp_path)
     assert code in (0, 1) and len(stdout.splitlines()) == len(expected)
