@@ -31,7 +31,7 @@ from .payloads import analysis_parts, parse_time_us
 from .reconstruct import Reconstructor, rest_time_us
 from .shards import Helpers, market_tokens, plan_shares
 from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, feed_join
-from .sources import InputProblems, InputStats, check_readable, read_batches, unreadable
+from .sources import MISTYPED_RECEIVED_AT, InputProblems, InputStats, check_readable, read_batches, unreadable
 from .writer import GzipRowsWriter, OrderedRows, write_atomic
 
 DEFAULT_10B_MANIFEST = Path("data/manifests/checkpoint_010b_ws_raw_sample.json")
@@ -225,7 +225,7 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
                 received = value.get("received_at_utc")
                 if received:
                     if type(received) is not str:
-                        problems.add(stats.name, line_number, "mistyped_received_at_utc")
+                        problems.add(stats.name, line_number, MISTYPED_RECEIVED_AT)
                         continue
                     received_us = time_us(received)
                     if received_us is None:
@@ -386,6 +386,7 @@ def analyze(config: AnalyzeConfig) -> Outcome:
         with helpers:  # started before this process reads anything (no thread yet: fork is cheap)
             rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
             ws_rows = _analysis_pass(run.engine, ws_inputs, comparison_inputs, problems, progress)
+            ws_rows += problems.count(MISTYPED_RECEIVED_AT)  # skipped, yet websocket messages
             _second_pass(run, ws_inputs, comparison_inputs)
             if shares:
                 _merge_shares(run, helpers.results())
@@ -666,6 +667,11 @@ def _manifest_10c(config: ReconstructConfig, m10b: Any, ws_inputs: list[InputSta
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("ascii")
 
 
+def _websocket_messages(session: RunSession, problems: InputProblems) -> int:
+    """``row_counts.raw_websocket_messages``: the rows fed, and those skipped for a mistyped time."""
+    return session.ws_rows + problems.count(MISTYPED_RECEIVED_AT)
+
+
 def _reconstruction_inputs(config: ReconstructConfig) -> tuple[Any, list[InputStats], list[InputStats]]:
     if config.top_n < 0:
         raise UsageError("--top-n must be 0 or more")
@@ -708,8 +714,8 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
     try:
         rows = _rows_pass(session, config, ws_inputs, rest_inputs, problems)
         write_atomic(Path(config.manifest_10c),
-                     _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, session.ws_rows,
-                                   problems))
+                     _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor,
+                                   _websocket_messages(session, problems), problems))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -891,7 +897,7 @@ def _finish_reconstruction(session: RunSession, config: RunConfig, m10b: Any, op
                            extra_fields: dict[str, Any] | None) -> dict[str, Any]:
     """Write the 10C manifest; return what publishing the analysis needs (picklable)."""
     reconstructor = session.reconstructor
-    ws_rows = session.ws_rows
+    ws_rows = _websocket_messages(session, problems)
     rows_name = str(config.output_rows)
     inputs = ws_inputs + rest_inputs
     manifest_10c = _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems)

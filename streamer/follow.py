@@ -56,7 +56,7 @@ from .index import LINE_SPAN
 from .manifests import KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import parse_time_us
 from .session import RunSession
-from .sources import GzipMembers, InputProblems, InputStats, LineSplitter
+from .sources import MISTYPED_RECEIVED_AT, GzipMembers, InputProblems, InputStats, LineSplitter
 from .state import StateDir, append_durably, fsync_paths, replace_directory, STATE_FORMAT
 from .tail import CaughtUp, FileEnd, Item, Lines, Tailer
 from .writer import AtomicFile, GzipRowsWriter, gzip_compressor, write_atomic
@@ -480,7 +480,7 @@ class Pipeline:
                 continue
             received = value.get("received_at_utc")
             if received and type(received) is not str:
-                self.problems.add(name, line, "mistyped_received_at_utc")
+                self.problems.add(name, line, MISTYPED_RECEIVED_AT)
                 self._consume_ws()
                 continue
             received_us = parse_time_us(received) if received else None

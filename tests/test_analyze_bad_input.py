@@ -168,9 +168,48 @@ def test_malformed_websocket_lines(workdir: Path, run_cli: RunCli, capture: tupl
     assert manifest["input_problems"]["truncated_inputs"] == []
     assert run.stderr == [_skipped_message(item["file"], item["reason"], item["lines"]) for item in expected]
     _assert_clean_run(run, manifest, clean, clean_manifest)
+    # rows with a mistyped time are still websocket messages (the reference counts them); lines
+    # that are not JSON objects are not
+    counts = manifest["row_counts"]
+    assert counts["raw_websocket_messages"] == clean_manifest["row_counts"]["raw_websocket_messages"] + 2
+    counts["raw_websocket_messages"] -= 2
     _assert_equal_manifests(clean_manifest, manifest, {WS})
     assert _same_report(report, clean_report)
     _assert_reference_agrees(workdir / "clean", flags)
+
+
+def test_rows_with_a_mistyped_time_count_as_websocket_messages_as_the_reference_counts_them(
+        workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]]) -> None:
+    """The reference reads a row's time only for events of a token it explains: elsewhere such a
+    row is counted and runs on; streamer skips its events, reports it, and counts it the same."""
+    ws, rest = capture
+    other = {"event_type": "last_trade_price", "asset_id": "999", "market": "0xother", "price": "0.5"}
+    bad = {
+        7: json.dumps({"received_at_utc": 12345, "global_message_sequence": 0, "json": None, "text": "PONG"}).encode(),
+        60: json.dumps({"received_at_utc": True, "global_message_sequence": 0, "json": other}).encode(),
+        61: json.dumps({"received_at_utc": 1.5, "json": [other]}).encode(),
+    }
+    bad_ws, clean_ws = _insert(ws, bad)
+    flags = _setup(workdir / "clean", clean_ws, rest)
+    _setup(workdir / "bad", bad_ws, rest, rows=_rows(workdir / "clean"))
+    clean, clean_manifest, _ = _analyze(run_cli, workdir / "clean", flags)
+    run, manifest, _ = _analyze(run_cli, workdir / "bad", flags)
+    assert manifest["input_problems"]["skipped"] == [
+        {"file": WS, "reason": "mistyped_received_at_utc", "count": 3, "lines": [7, 60, 61]}]
+    assert manifest["row_counts"]["raw_websocket_messages"] == clean_manifest["row_counts"]["raw_websocket_messages"] + 3
+    _assert_clean_run(run, manifest, clean, clean_manifest)
+    _assert_reference_agrees(workdir / "bad", flags)
+    with contextlib.chdir(workdir / "bad"):  # reconstruct and run count them the same
+        for command, flag in (("reconstruct", "--output-manifest"), ("run", "--manifest-10c")):
+            done = run_cli(command, "--manifest-10b", MANIFEST_10B, "--output-rows", f"{command}/rows.jsonl.gz",
+                           flag, f"{command}/10c.json", *(["--output-manifest", f"{command}/10d0.json",
+                                                            "--output-report", f"{command}/10d0.md"]
+                                                           if command == "run" else []))
+            assert done.code in (0, 1)
+            written = json.loads(Path(f"{command}/10c.json").read_text())
+            assert written["row_counts"]["raw_websocket_messages"] == manifest["row_counts"]["raw_websocket_messages"]
+        ran = json.loads(Path("run/10d0.json").read_text())
+        assert ran["row_counts"]["raw_websocket_messages"] == manifest["row_counts"]["raw_websocket_messages"]
 
 
 def test_malformed_rest_lines(workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]]) -> None:
