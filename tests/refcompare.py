@@ -177,7 +177,8 @@ def first_difference(left: Any, right: Any, path: str = "") -> str | None:
         if len(left) != len(right):
             return f"{path}: {len(left)} items in the reference, {len(right)} in streamer"
         return None
-    if left != right or type(left) is not type(right) and not isinstance(left, (int, float)):
+    # type-strict: 1, 1.0 and true are three different JSON values (== would call them equal)
+    if type(left) is not type(right) or left != right:
         return f"{path}: reference {json.dumps(left)[:300]} != streamer {json.dumps(right)[:300]}"
     return None
 
@@ -185,8 +186,11 @@ def first_difference(left: Any, right: Any, path: str = "") -> str | None:
 def assert_equal_manifests(left: dict[str, Any], right: dict[str, Any]) -> None:
     """Assert two (comparable) manifests are equal, naming the first difference of the first key that differs."""
     for key in sorted(set(left) | set(right)):
-        if left.get(key) != right.get(key):
-            raise AssertionError(f"manifest key {key} differs: {first_difference(left.get(key), right.get(key), key)}")
+        if key not in left or key not in right:
+            raise AssertionError(f"manifest key {key} is only in {'the second' if key in right else 'the first'}")
+        found = first_difference(left[key], right[key], key)
+        if found:
+            raise AssertionError(f"manifest key {key} differs: {found}")
 
 
 def assert_same(outcome: dict[str, Any]) -> None:
