@@ -27,10 +27,10 @@ from .decoders import FAST_ERRORS, GZIP_BACKEND, JSON_BACKEND, fallback_loads, f
 from .errors import HelperError, InputError, UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
-from .payloads import analysis_parts, parse_time_us
+from .payloads import InexactNumber, analysis_parts, parse_time_us
 from .reconstruct import Reconstructor, rest_time_us
 from .shards import Helpers, market_tokens, plan_shares
-from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, feed_join
+from .session import SWEEP_EVERY, AnalysisRun as _Run, RunSession, feed_join, row_parts
 from .sources import MISTYPED_RECEIVED_AT, InputProblems, InputStats, check_readable, read_batches, unreadable
 from .writer import GzipRowsWriter, OrderedRows, write_atomic
 
@@ -297,8 +297,8 @@ def iter_ws_parts(inputs: list[InputStats]) -> Iterator[tuple[float, tuple[Any, 
 
     Cost: O(websocket bytes); raises InputError when a file cannot be read (problems are dropped).
     """
-    for key, row, value, _raw in iter_ws_rows_again(inputs):
-        yield key, row, analysis_parts(value.get("json"))
+    for key, row, value, raw in iter_ws_rows_again(inputs):
+        yield key, row, row_parts(value, raw)
 
 
 # -- analyze -----------------------------------------------------------------------------------
@@ -485,7 +485,7 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
     head_time = _head_time(head)
     previous_key = -1.0
     ws_rows = 0
-    for key, row, value, _raw in iter_ws_rows(ws_inputs, problems, progress):
+    for key, row, value, raw in iter_ws_rows(ws_inputs, problems, progress):
         ws_rows += 1
         received_us = row[4]
         while head is not None and (head_time is None or (received_us is not None and head_time < received_us)):
@@ -493,7 +493,10 @@ def _analysis_pass(engine: DivergenceAnalysis, ws_inputs: list[InputStats], comp
             head = next(comparisons, None)
             head_time = _head_time(head)
         join.advance(received_us)
-        parts = analysis_parts(value.get("json"))
+        try:  # row_parts, inline: once per line of the largest input
+            parts = analysis_parts(value.get("json"))
+        except InexactNumber:
+            parts = row_parts(value, raw)
         if parts:
             join.index(key, row, parts)
         previous_key = key
@@ -758,9 +761,9 @@ def relayed_analysis(messages: Any, ws_inputs: list[InputStats], rows_name: str,
     def feed(upto: float) -> None:
         nonlocal pending, fed
         while pending is not None and pending[0] <= upto:
-            key, row, value, _raw = pending
+            key, row, value, raw = pending
             fed += 1
-            feed_join(join, key, row, value, fed)
+            feed_join(join, key, row, value, fed, raw)
             pending = next(rows, None)
 
     try:

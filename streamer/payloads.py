@@ -39,13 +39,29 @@ def _length(value: Any) -> int:
         return 0
 
 
-def analysis_parts(payload: Any) -> dict[str, list[tuple[Any, ...]]]:
+class InexactNumber(ValueError):
+    """A token id the fast JSON parser read as a float: maybe an integer beyond 64 bits, rounded."""
+
+
+def _token_text(value: Any, exact: bool) -> str:
+    """``str(value)`` of a token id that is not a string; a float raises unless ``exact``."""
+    if type(value) is float and not exact:
+        raise InexactNumber(value)
+    return str(value)
+
+
+def analysis_parts(payload: Any, exact: bool = False) -> dict[str, list[tuple[Any, ...]]]:
     """Group a payload's compact events by token id (``str(asset_id)``), in payload order.
 
     Mirrors the reference's ``compact_token_events`` for every token at once: ``price_change``
     entries go to their own ``asset_id``; any other item goes to its top-level ``asset_id``;
     a ``new_market`` item also goes to each other token its ``assets_ids`` (or
     ``clob_token_ids``) names. Lists that are not lists (a number, a string) carry nothing.
+
+    A token id given as a JSON number is ``str()`` of the number as parsed. orjson reads an
+    integer beyond 64 bits as a float (losing digits), so unless ``exact`` (the payload came from
+    the standard parser) a float token id raises :class:`InexactNumber`: the caller parses the
+    line again with the standard parser (:func:`streamer.session.row_parts`).
 
     Cost: O(items + entries).
     """
@@ -73,7 +89,7 @@ def analysis_parts(payload: Any) -> dict[str, list[tuple[Any, ...]]]:
                 for change in changes:
                     if type(change) is dict:
                         token = change.get("asset_id")
-                        token = token if type(token) is str else str(token)
+                        token = token if type(token) is str else _token_text(token, exact)
                         bucket = parts.get(token)
                         if bucket is None:
                             parts[token] = [(PRICE_CHANGE, change)]
@@ -81,7 +97,7 @@ def analysis_parts(payload: Any) -> dict[str, list[tuple[Any, ...]]]:
                             bucket.append((PRICE_CHANGE, change))
             legacy = item.get("changes")
             if type(legacy) is list:
-                token = str(item.get("asset_id"))
+                token = _token_text(item.get("asset_id"), exact)
                 item_hash = item.get("hash")
                 bucket = parts.setdefault(token, [])
                 for change in legacy:
@@ -91,7 +107,7 @@ def analysis_parts(payload: Any) -> dict[str, list[tuple[Any, ...]]]:
                     del parts[token]
             continue
         token = item.get("asset_id")
-        token = token if type(token) is str else str(token)
+        token = token if type(token) is str else _token_text(token, exact)
         if event_type == BOOK:
             part: tuple[Any, ...] = (BOOK, _length(item.get("bids")), _length(item.get("asks")),
                                      item.get("hash"), item.get("timestamp"))
@@ -109,7 +125,7 @@ def analysis_parts(payload: Any) -> dict[str, list[tuple[Any, ...]]]:
         if event_type == NEW_MARKET:
             ids = item.get("assets_ids") or item.get("clob_token_ids")
             try:  # whatever the reference iterates (a list; an object's keys; a string's characters)
-                named = dict.fromkeys(str(value) for value in ids) if ids else {}
+                named = dict.fromkeys(_token_text(value, exact) for value in ids) if ids else {}
             except TypeError:  # a number: nothing to iterate
                 named = {}
             for other in named:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 from .analysis import DivergenceAnalysis, make_work_dir, remove_work_dir
-from .decoders import dumps, exact_dumps, exact_loads
+from .decoders import dumps, exact_dumps, exact_loads, fallback_loads
 from .errors import UsageError
 from .join import ContextJoin
-from .payloads import analysis_parts
+from .payloads import InexactNumber, analysis_parts
 from .reconstruct import Anomalies, Reconstructor, comparison_row_count, rest_time_us
 
 #: Websocket rows between sweeps of the join's idle tokens.
@@ -27,13 +27,29 @@ SWEEP_EVERY = 1 << 16
 RELAY_EVERY = 1 << 12
 
 
-def feed_join(join: ContextJoin, key: float, row: tuple[Any, ...], value: dict[str, Any], rows_fed: int) -> None:
-    """Hand one websocket row (the ``rows_fed``-th) to an analysis join: time, events, sweeps.
+def row_parts(value: dict[str, Any], raw: bytes | None) -> dict[str, list[tuple[Any, ...]]]:
+    """:func:`~streamer.payloads.analysis_parts` of a websocket row's payload, exact.
+
+    When the fast parser may have rounded a token id (an integer beyond 64 bits), ``raw`` (the
+    line as read) is parsed again with the standard parser, as the reference reads it.
+    Cost: O(events); once more O(line) in that rare case. Raises nothing for a row that parsed.
+    """
+    try:
+        return analysis_parts(value.get("json"))
+    except InexactNumber:
+        if raw is not None:
+            value = fallback_loads(raw)
+        return analysis_parts(value.get("json"), exact=True)
+
+
+def feed_join(join: ContextJoin, key: float, row: tuple[Any, ...], value: dict[str, Any], rows_fed: int,
+              raw: bytes | None = None) -> None:
+    """Hand one websocket row (the ``rows_fed``-th, read as ``raw``) to an analysis join: time, events, sweeps.
 
     Cost: O(events + tokens x log n), a sweep O(tokens); raises OSError when a result cannot be spooled.
     """
     join.advance(row[4])
-    parts = analysis_parts(value.get("json"))
+    parts = row_parts(value, raw)
     if parts:
         join.index(key, row, parts)
     if not rows_fed % SWEEP_EVERY:
@@ -182,7 +198,7 @@ class RunSession:
         if self.relay is not None and not self.ws_rows % RELAY_EVERY:
             self.relay(("upto", key))
         if analysis is not None:
-            feed_join(analysis.engine.join, key, row, value, self.ws_rows)
+            feed_join(analysis.engine.join, key, row, value, self.ws_rows, raw)
         self.previous_key = key
 
     def checkpoint(self, file_index: int, line: int, rest_row: dict[str, Any],

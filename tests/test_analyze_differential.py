@@ -16,9 +16,8 @@ Equality needs two precautions, both deliberate departures of streamer (SPEC sec
 never use the older ``price_change`` form, and every price in a diff is canonical and equal, as a
 string, to the way the feed writes that price (the reference matches strings, streamer decimals;
 :func:`test_evidence_prices_match_as_decimals` shows the departure at work). Fixed cases follow:
-every flag value, rows out of time order, receive times stepping back, the evidence cap, and what
-the reference does by accident on odd rows. The last test documents an input on which streamer and
-the reference still disagree (a strict xfail).
+every flag value, rows out of time order, receive times stepping back, the evidence cap, what
+the reference does by accident on odd rows, and token ids too big for the fast JSON parser.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from streamer.decoders import JSON_BACKEND
 from streamer.synth import CaptureShape, generate_capture
 from tests import refcompare
 from tests.oracle import reconstruct
@@ -800,14 +798,11 @@ def test_non_finite_numbers_in_feed_rows(workdir: Path, run_cli: Callable[..., A
 
 
 # ---------------------------------------------------------------------------------------------
-# known disagreements with the reference (bugs in streamer; strict xfails)
+# numbers the fast parser cannot hold
 
 
-@pytest.mark.xfail(JSON_BACKEND == "orjson", strict=True, reason=(
-    "orjson decodes an integer beyond 64 bits as a float, and decoders.loads only falls back to the "
-    "standard parser when orjson raises: a 77-digit token id written as a JSON number becomes "
-    "str(float) '9.402...e+76', so the row's token finds no context (the reference: str(int) matches)"))
 def test_token_id_as_a_big_json_number(workdir: Path, run_cli: Callable[..., Any]) -> None:
+    """orjson reads an integer beyond 64 bits as a float; a token id so read is read again exactly."""
     token = "94022367472047775158269173293876979533288470167463650966689320774843018181757"
     lines = [_ws(0, _book("x"), 1).replace(b'"asset_id": "x"', b'"asset_id": ' + token.encode()),
              _ws(1_000_000, {"event_type": "last_trade_price", "asset_id": 1}, 2 ** 70)]
@@ -815,3 +810,27 @@ def test_token_id_as_a_big_json_number(workdir: Path, run_cli: Callable[..., Any
     divergence = _analyze_in_process(run_cli, [_divergent(token, 1, 0)])["divergence_rows"][0]
     assert [item["line_number"] for item in divergence["nearest_websocket_messages_for_token"]["before_or_at"]] == [1]
     assert divergence["classification"] == "size_only_unexplained"
+
+
+@pytest.mark.requires_reference
+@pytest.mark.parametrize("workers", [1, 2])
+def test_big_json_number_token_ids_equal_the_reference(tmp_path: Path, workers: int) -> None:
+    """Token ids beyond 64 bits written as JSON numbers, in every place a token is named, and a
+    second pass (a row whose last line lies ahead of its checkpoint)."""
+    yes = 94022367472047775158269173293876979533288470167463650966689320774843018181757
+    no = 2 ** 80 + 7
+    book = {**_book("x"), "asset_id": yes}
+    changes = {"event_type": "price_change", "market": "0xm", "timestamp": "1",
+               "price_changes": [{"asset_id": yes, "price": "0.4", "size": "3", "side": "BUY"},
+                                 {"asset_id": no, "price": "0.6", "size": "1", "side": "SELL"}]}
+    legacy_free = {"event_type": "new_market", "market": "0xm", "asset_id": yes, "assets_ids": [yes, no]}
+    lines = [_ws(0, [book, {**_book("y"), "asset_id": no}], 1), _ws(1_000_000, changes, 2),
+             _ws(1_500_000, legacy_free, 3), _ws(2_000_000, {"event_type": "last_trade_price", "asset_id": no}, 4),
+             _ws(9_000_000, changes, 5)]
+    refcompare.write_capture(tmp_path, lines, [])
+    rows = [_divergent(str(yes), 2, 1_200_000), _divergent(str(no), 4, 2_500_000, price="0.6"),
+            _divergent(str(yes), 5, 1_000_000)]
+    outcome = _compare(tmp_path, rows, _flags(5, 10), workers)
+    divergences = outcome["streamer"]["manifest"]["divergence_rows"]
+    assert [[item["line_number"] for item in row["nearest_websocket_messages_for_token"]["before_or_at"]]
+            for row in divergences] == [[1, 2], [1, 2, 3, 4], [1, 2, 3, 5]]

@@ -8,6 +8,7 @@ the tests that need it are skipped when it is absent.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from streamer.payloads import (
     BOOK,
+    InexactNumber,
     LEGACY_PRICE_CHANGE,
     PRICE_CHANGE,
     analysis_parts,
@@ -26,6 +28,7 @@ from streamer.payloads import (
     part_price_key,
     price_key,
 )
+from streamer.session import row_parts
 from tests import refcompare
 
 
@@ -132,12 +135,12 @@ current_payloads = st.one_of(current_items, st.lists(st.one_of(current_items, sc
 def candidate_tokens(payload: Any) -> set[str]:
     """Every token a payload could mention, plus a few it does not."""
     tokens = {"None", "", "999", "True", "111", "222", "333", "333.0"}
-    tokens.update(analysis_parts(payload))
+    tokens.update(analysis_parts(payload, exact=True))
     return tokens
 
 
 def streamer_events(payload: Any, token: str, *, legacy: bool) -> list[dict[str, Any]]:
-    return [compact_event(part) for part in analysis_parts(payload).get(token, [])
+    return [compact_event(part) for part in analysis_parts(payload, exact=True).get(token, [])
             if legacy or part[0] != LEGACY_PRICE_CHANGE]
 
 
@@ -171,7 +174,7 @@ def legacy_oracle(payload: Any, token: str) -> list[dict[str, Any]]:
 @given(payload=current_payloads)
 def test_analysis_parts_equal_reference_compact_token_events(payload: Any) -> None:
     assert REF is not None
-    parts = analysis_parts(payload)
+    parts = analysis_parts(payload, exact=True)
     for token in candidate_tokens(payload):
         expected = REF.compact_token_events({"json": payload}, token)
         assert streamer_events(payload, token, legacy=True) == expected, token
@@ -185,7 +188,7 @@ def test_analysis_parts_equal_reference_compact_token_events(payload: Any) -> No
 def test_analysis_parts_with_older_price_change_form(payload: Any) -> None:
     """Everything but the older form equals the reference; the older form is indexed too."""
     assert REF is not None
-    parts = analysis_parts(payload)
+    parts = analysis_parts(payload, exact=True)
     for token in candidate_tokens(payload):
         assert streamer_events(payload, token, legacy=False) == REF.compact_token_events({"json": payload}, token)
         legacy = [compact_event(part) for part in parts.get(token, []) if part[0] == LEGACY_PRICE_CHANGE]
@@ -197,7 +200,7 @@ def test_analysis_parts_with_older_price_change_form(payload: Any) -> None:
 def test_older_price_change_form_is_indexed_and_reference_ignores_it() -> None:
     payload = {"event_type": "price_change", "asset_id": 111, "hash": "lh",
                "changes": [{"price": ".5", "side": "BUY", "size": "10"}, 7, {"price": 0.25, "side": "SELL"}]}
-    parts = analysis_parts(payload)
+    parts = analysis_parts(payload, exact=True)
     assert list(parts) == ["111"]
     assert [part[0] for part in parts["111"]] == [LEGACY_PRICE_CHANGE, LEGACY_PRICE_CHANGE]
     assert [compact_event(part) for part in parts["111"]] == [
@@ -216,7 +219,7 @@ def test_both_price_change_forms_in_one_item_keep_order() -> None:
                 "changes": [{"price": "0.1", "side": "BUY", "size": "1"}],
                 "price_changes": [{"asset_id": "111", "price": "0.2", "side": "SELL", "size": "2", "hash": "new"},
                                   {"asset_id": "222", "price": "0.3", "side": "BUY", "size": "3"}]}]
-    parts = analysis_parts(payload)
+    parts = analysis_parts(payload, exact=True)
     assert [(part[0], compact_event(part)["price"], compact_event(part)["hash"]) for part in parts["111"]] == [
         (PRICE_CHANGE, "0.2", "new"), (LEGACY_PRICE_CHANGE, "0.1", "old")]
     assert [compact_event(part)["price"] for part in parts["222"]] == ["0.3"]
@@ -440,3 +443,17 @@ def test_part_price_key() -> None:
     assert [part_price_key(part) for part in parts] == [Decimal("0.5"), None, Decimal("0.5")]
     book = analysis_parts({"asset_id": "1", "bids": [], "asks": []})["1"][0]
     assert part_price_key(book) is None
+
+
+def test_a_float_token_id_from_the_fast_parser_is_read_again_from_the_line() -> None:
+    token = 2 ** 70 + 1
+    line = json.dumps({"received_at_utc": "2026-04-19T17:00:00Z",
+                       "json": [{"event_type": "last_trade_price", "asset_id": token}]}).encode()
+    fast = {"received_at_utc": "2026-04-19T17:00:00Z",
+            "json": [{"event_type": "last_trade_price", "asset_id": float(token)}]}  # as orjson reads it
+    with pytest.raises(InexactNumber):
+        analysis_parts(fast["json"])
+    assert list(analysis_parts(fast["json"], exact=True)) == [str(float(token))]
+    assert list(row_parts(fast, line)) == [str(token)]  # the standard parser's exact integer
+    assert list(row_parts(fast, None)) == [str(float(token))]  # no line to read again: as parsed
+    assert list(row_parts({"json": {"event_type": "book", "asset_id": 7, "bids": [], "asks": []}}, None)) == ["7"]
