@@ -38,7 +38,10 @@ def row_parts(value: dict[str, Any], raw: bytes | None) -> dict[str, list[tuple[
         return analysis_parts(value.get("json"))
     except InexactNumber:
         if raw is not None:
-            value = fallback_loads(raw)
+            try:
+                value = fallback_loads(raw)
+            except (ValueError, RecursionError):  # what only the fast parser took: keep its reading
+                pass
         return analysis_parts(value.get("json"), exact=True)
 
 
