@@ -57,6 +57,17 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """This process's umask (read by setting it back at once: there is no other way). Cost: O(1)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Read once, at import (before any thread): what an output's mode is masked with.
+_UMASK = _umask()
+
+
 class AtomicFile:
     """A file written under a temporary name beside ``path`` and renamed over it on commit.
 
@@ -73,6 +84,10 @@ class AtomicFile:
         self.temp = Path(name)
         self.handle: IO[Any] = os.fdopen(fd, mode)
         self._closed = False
+        try:  # mkstemp makes it 0600; the output gets the mode open() would give it (0666 less the umask)
+            os.fchmod(fd, 0o666 & ~_UMASK)
+        except OSError:
+            pass
 
     def __enter__(self) -> "AtomicFile":
         return self

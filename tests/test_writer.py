@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import stat
 import zlib
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamer import writer
 from streamer.writer import AtomicFile, GzipRowsWriter, OrderedSpool, fsync_directory, json_body, write_atomic
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -303,3 +305,14 @@ def test_json_body_examples() -> None:
     assert json_body({}) == ""
     assert json_body({"b": 1, "a": "é"}) == '  "a": "\\u00e9",\n  "b": 1'
     assert json_body({"s": "\ud800"}) == '  "s": "\\ud800"'
+
+
+def test_outputs_get_the_mode_open_would_give_not_mkstemps_0600(tmp_path: Path) -> None:
+    """Outputs are read by others (a dashboard reading status.json, a colleague's report)."""
+    write_atomic(tmp_path / "status.json", b"{}")
+    mode = stat.S_IMODE((tmp_path / "status.json").stat().st_mode)
+    assert mode == 0o666 & ~writer._UMASK
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert mode == stat.S_IMODE(plain.stat().st_mode)  # what any program writing it would get
+    assert os.access(tmp_path / "status.json", os.R_OK)
