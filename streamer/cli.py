@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
-from . import __version__, batch
+from . import __version__, batch, decoders
 from .errors import StreamerError
 from .shards import default_workers
 
@@ -50,8 +50,15 @@ def _progress_flag(parser: argparse.ArgumentParser) -> None:
                         help="never show progress on stderr (it is shown only on a terminal anyway)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported as one line (not the usage block): exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="streamer",
         description="Audit recorded Polymarket order-book feeds as a stream.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -284,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Cost: the command's; raises SystemExit (bad flags, --help); StreamerError, OSError become exit codes.
     """
+    if decoders.SETTING_ERRORS:
+        print(f"streamer: error: {decoders.SETTING_ERRORS[0]}", file=sys.stderr)
+        return EXIT_INPUT
     parser = _build_parser()
     if not (sys.argv[1:] if argv is None else argv):  # no command: what there is, not just an error
         parser.print_help(sys.stderr)

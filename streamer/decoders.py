@@ -79,13 +79,24 @@ exact_dumps = _stdlib_dumps
 exact_loads = _stdlib_loads
 
 
+#: What is wrong with STREAMER_JSON / STREAMER_GZIP, one line each: the command line refuses to
+#: run with them (exit 2) rather than fail at import with a traceback.
+SETTING_ERRORS: list[str] = []
+
+
 def _select(variable: str, choices: tuple[str, ...]) -> list[str]:
     forced = os.environ.get(variable)
     if forced:
         if forced not in choices:
-            raise ValueError(f"{variable}={forced!r}: expected one of {', '.join(choices)}")
+            SETTING_ERRORS.append(f"{variable}={forced!r}: expected one of {', '.join(choices)}")
+            return list(choices)
         return [forced]
     return list(choices)
+
+
+def _unavailable(variable: str, fallback: str) -> str:
+    SETTING_ERRORS.append(f"{variable}={os.environ.get(variable)!r}: not installed here")
+    return fallback
 
 
 def _pick_json() -> tuple[str, Callable[[bytes], Any], Callable[[Any], bytes]]:
@@ -96,7 +107,7 @@ def _pick_json() -> tuple[str, Callable[[bytes], Any], Callable[[Any], bytes]]:
             except ImportError:
                 continue
         return "json", _stdlib_loads, _stdlib_dumps
-    raise ImportError("no JSON backend available")
+    return _unavailable("STREAMER_JSON", "json"), _stdlib_loads, _stdlib_dumps
 
 
 def _pick_gzip() -> tuple[str, Callable[..., Any]]:
@@ -108,7 +119,7 @@ def _pick_gzip() -> tuple[str, Callable[..., Any]]:
                 continue
             return name, isal_zlib.decompressobj
         return "zlib", zlib.decompressobj
-    raise ImportError("no gzip backend available")
+    return _unavailable("STREAMER_GZIP", "zlib"), zlib.decompressobj
 
 
 JSON_BACKEND, loads, dumps = _pick_json()

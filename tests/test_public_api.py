@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -87,3 +88,25 @@ def test_no_command_lists_the_commands_and_where_to_start(capsys: pytest.Capture
     for command in ("analyze", "reconstruct", "run", "follow", "demo"):
         assert f"\n    {command} " in captured.err or f"\n    {command}\n" in captured.err
     assert "streamer demo --out" in captured.err
+
+
+@pytest.mark.parametrize("argv", [["run", "--workers", "0"], ["analyze", "--workers", "abc"],
+                                  ["analyze", "--price-evidence-seconds", "0.5"], ["follow", "--poll", "abc"],
+                                  ["bogus"], ["run", "--no-such-flag"]])
+def test_a_bad_flag_is_one_line_and_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    captured = capsys.readouterr()
+    assert stopped.value.code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1 and "error: " in captured.err and "--help" in captured.err
+    assert "usage:" not in captured.err
+
+
+@pytest.mark.parametrize("setting", ["STREAMER_JSON=bogus", "STREAMER_GZIP=gz"])
+def test_a_bad_decoder_setting_is_one_line_and_exit_2_not_a_traceback(setting: str) -> None:
+    name, value = setting.split("=")
+    done = subprocess.run([sys.executable, "-m", "streamer", "--help"], capture_output=True, text=True,
+                          env={**os.environ, name: value})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"streamer: error: {name}={value!r}: expected one of " \
+                          f"{'orjson, json' if name == 'STREAMER_JSON' else 'isal, zlib'}\n"
