@@ -371,6 +371,9 @@ def analyze(config: AnalyzeConfig) -> Outcome:
     ws_inputs = _stats(ws_names, KIND_WS)
     rest_inputs = _stats(rest_names, KIND_REST)
     comparison_inputs = _stats(comparison_names, KIND_COMPARISON)
+    check_outputs({"--output-manifest": config.output_manifest, "--output-report": config.output_report},
+                  [*(manifest.path for manifest in (m10b, m10c, m10bc, review)),
+                   *(stats.path for stats in ws_inputs + rest_inputs + comparison_inputs)])
     problems = InputProblems()
     markets = market_tokens(m10b.get("markets"))
     shares = plan_shares(markets, config.workers)
@@ -675,6 +678,44 @@ def _websocket_messages(session: RunSession, problems: InputProblems) -> int:
     return session.ws_rows + problems.count(MISTYPED_RECEIVED_AT)
 
 
+def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
+    """Refuse, before any work, outputs that could not be written or would destroy something.
+
+    ``outputs`` maps each output flag to its path. Refused: two flags naming one file, an output
+    that is one of ``inputs`` (by path after symlinks, or by inode), an output that is a
+    directory, and one whose nearest existing parent is not a writable directory.
+    Cost: O(outputs x inputs) path resolutions and stats.
+
+    :raises UsageError: naming the flag and the path.
+    """
+    def identity(path: Path) -> object:
+        try:
+            status = path.stat()
+        except OSError:
+            return path.resolve()
+        return (status.st_dev, status.st_ino)
+
+    read = {identity(Path(path)): Path(path) for path in inputs}
+    named: dict[object, str] = {}
+    for flag, path in outputs.items():
+        path = Path(path)
+        key = identity(path)
+        if key in named:
+            raise UsageError(f"{flag} and {named[key]} name the same file ({path})")
+        if key in read:
+            raise UsageError(f"{flag} {path} is an input of this command; writing it would destroy it")
+        named[key] = flag
+        if path.is_dir():
+            raise UsageError(f"{flag} {path} is a directory")
+        parent = path.resolve().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UsageError(f"cannot write {flag} {path}: {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write {flag} {path}: {parent} is not writable")
+
+
 def _reconstruction_inputs(config: ReconstructConfig) -> tuple[Any, list[InputStats], list[InputStats]]:
     if config.top_n < 0:
         raise UsageError("--top-n must be 0 or more")
@@ -709,6 +750,8 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
     :raises InputError: when the manifest or an input file is missing or unreadable.
     """
     m10b, ws_inputs, rest_inputs = _reconstruction_inputs(config)
+    check_outputs({"--output-rows": config.output_rows, "--output-manifest": config.manifest_10c},
+                  [m10b.path, *(stats.path for stats in ws_inputs + rest_inputs)])
     problems = InputProblems()
     reconstructor = Reconstructor(markets_by_token(m10b), [s.name for s in ws_inputs],
                                   [s.name for s in rest_inputs], config.top_n)
@@ -810,6 +853,10 @@ def run(config: RunConfig) -> Outcome:
     started = iso_z()
     m10b, ws_inputs, rest_inputs = _reconstruction_inputs(config)
     optional = optional_manifests(config)
+    check_outputs({"--output-rows": config.output_rows, "--manifest-10c": config.manifest_10c,
+                   "--output-manifest": config.output_manifest, "--output-report": config.output_report},
+                  [m10b.path, *(manifest.path for manifest in optional if manifest is not None),
+                   *(stats.path for stats in ws_inputs + rest_inputs)])
     if config.context_limit < 0:
         raise UsageError("--context-limit must be 0 or more")
     if config.workers > 1:

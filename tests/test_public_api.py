@@ -13,6 +13,7 @@ import pytest
 
 import streamer
 from streamer import cli
+from streamer.synth import CaptureShape, generate_capture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,3 +111,63 @@ def test_a_bad_decoder_setting_is_one_line_and_exit_2_not_a_traceback(setting: s
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"streamer: error: {name}={value!r}: expected one of " \
                           f"{'orjson, json' if name == 'STREAMER_JSON' else 'isal, zlib'}\n"
+
+
+@pytest.fixture(scope="module")
+def demo_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("outputs")
+    capture = generate_capture(root / "capture", CaptureShape(markets=2, ws_lines=400), 3)
+    prior = root / "prior"
+    prior.mkdir()
+    (prior / "10bc.json").write_text('{"gate_status": "FULL_FIDELITY_SAMPLE_PASS"}')
+    (prior / "review.json").write_text('{"review_gate": "ACCEPTED"}')
+    assert cli.main(["reconstruct", "--manifest-10b", str(capture.manifest_10b), "--output-rows",
+                     str(root / "rows.jsonl.gz"), "--output-manifest", str(root / "10c.json")]) == 0
+    return root
+
+
+def _flags(root: Path, command: str, **outputs: str) -> list[str]:
+    manifest = str(root / "capture" / "manifest_10b.json")
+    defaults = {"analyze": {"--output-manifest": "o/m.json", "--output-report": "o/r.md"},
+                "reconstruct": {"--output-rows": "o/rows.gz", "--output-manifest": "o/c.json"},
+                "run": {"--output-rows": "o/rows.gz", "--manifest-10c": "o/c.json", "--output-manifest": "o/m.json",
+                        "--output-report": "o/r.md"}}[command]
+    chosen = {**defaults, **{"--" + flag.replace("_", "-"): path for flag, path in outputs.items()}}
+    inputs = {"analyze": ["--manifest-10c", str(root / "10c.json"), "--manifest-10bc", str(root / "prior/10bc.json"),
+                          "--orchestrator-review", str(root / "prior/review.json")]}.get(command, [])
+    return [command, "--manifest-10b", manifest, *inputs, *[item for pair in chosen.items() for item in pair]]
+
+
+@pytest.mark.parametrize("command, outputs, message", [
+    ("run", {"output_rows": "capture/ws-000.jsonl.gz"}, "is an input of this command"),
+    ("reconstruct", {"output_manifest": "capture/manifest_10b.json"}, "is an input of this command"),
+    ("analyze", {"output_report": "10c.json"}, "is an input of this command"),
+    ("analyze", {"output_report": "rows.jsonl.gz"}, "is an input of this command"),
+    ("run", {"manifest_10c": "o/same.json", "output_manifest": "o/same.json"}, "name the same file"),
+    ("run", {"output_report": "a-directory"}, "is a directory"),
+    ("reconstruct", {"output_rows": "a-file/rows.gz"}, "is not a directory"),
+])
+def test_outputs_that_would_destroy_an_input_or_cannot_be_written_are_refused_before_any_work(
+        demo_capture: Path, command: str, outputs: dict[str, str], message: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(demo_capture)
+    (demo_capture / "a-directory").mkdir(exist_ok=True)
+    (demo_capture / "a-file").write_text("")
+    before = {path: path.read_bytes() for path in demo_capture.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    assert cli.main(_flags(demo_capture, command, **outputs)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and message in captured.err
+    assert captured.err.startswith(f"streamer {command}: error: ")
+    assert {path: path.read_bytes() for path in demo_capture.rglob("*") if path.is_file()} == before
+    assert not (demo_capture / "o").exists()
+
+
+def test_an_input_reached_through_a_symlink_is_still_an_input(demo_capture: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(demo_capture)
+    link = demo_capture / "link.gz"
+    if not link.exists():
+        link.symlink_to(demo_capture / "capture" / "ws-000.jsonl.gz")
+    assert cli.main(_flags(demo_capture, "run", output_rows="link.gz")) == 2
+    assert "is an input" in capsys.readouterr().err
