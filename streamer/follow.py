@@ -29,6 +29,7 @@ made (a rename rotation) is named in the final outputs as it is named on disk at
 from __future__ import annotations
 
 import copy
+import glob
 import itertools
 import json
 import math
@@ -226,6 +227,17 @@ class FollowConfig:
                 raise UsageError(f"{flag} must be 0 or more")
         if self.exit_when_idle is not None and not self.exit_when_idle > 0:
             raise UsageError("--exit-when-idle must be more than 0")
+        both = sorted(set(glob.glob(self.ws)) & set(glob.glob(self.rest)))
+        if both:  # (each file would be read as both kinds: every REST row rejected, nothing compared)
+            raise UsageError(f"{both[0]} matches both --ws and --rest; give globs that tell the two apart")
+        for flag, pattern in (("--ws", self.ws), ("--rest", self.rest)):
+            if any(Path(name).resolve() == Path(self.manifest_10b).resolve() for name in glob.glob(pattern)):
+                raise UsageError(f"{flag} {pattern} matches the 10B manifest {self.manifest_10b}")
+
+
+#: FollowConfig.identity() keys by the flag a user gives.
+_FLAG_OF = {"ws": "--ws", "rest": "--rest", "top_n": "--top-n", "context_limit": "--context-limit",
+            "price_evidence_seconds": "--price-evidence-seconds", "out": "--out"}
 
 
 # -- the pipeline: both streams merged into one RunSession -----------------------------------
@@ -866,8 +878,12 @@ class Follower:
             self.flushes = 0
         else:
             if saved["config"] != config.identity():
-                raise UsageError(f"the state in {self.state.path} was made with other flags "
-                                 f"({saved['config']}); use the same flags or a new --state directory")
+                now = config.identity()
+                changed = ", ".join(f"{_FLAG_OF.get(key, key)} {saved['config'].get(key)!r} (now {now.get(key)!r})"
+                                    for key in sorted(set(now) | set(saved["config"]))
+                                    if saved["config"].get(key) != now.get(key))
+                raise UsageError(f"the state in {self.state.path} was made with other flags: {changed}; "
+                                 "use the same flags or a new --state directory")
             self.pipeline = saved["pipeline"]
             self.pipeline.rest_wait = config.rest_wait
             analysis = self.pipeline.session.analysis
@@ -1275,9 +1291,7 @@ class Follower:
                 target.handle.write(names.json(line))
         temp_manifest.unlink()
         outcome.written["manifest"] = final_manifest
-        for message in problems.messages():
-            self.log(message)
-        return outcome
+        return outcome  # (the command line prints its problems, once, as every command does)
 
     def _stopped_status(self, outcome: batch.Outcome | None, final: Pipeline | None) -> None:
         status_path = self.out / STATUS_NAME

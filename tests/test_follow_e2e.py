@@ -405,5 +405,6 @@ def test_restart_with_other_flags_is_refused(tmp_path: Path, capture: Capture,
     assert first.code == 0, first.stderr
     second = run_cli(*args, "--exit-when-idle", "0.5", "--top-n", "5")
     assert second.code == 2
-    assert second.stderr[-1].startswith("streamer follow: error: the state in state was made with other flags")
+    assert second.stderr[-1].startswith("streamer follow: error: the state in state was made with other flags: "
+                                        "--top-n 10 (now 5); use the same flags")
     recorder.finish()

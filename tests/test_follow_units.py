@@ -535,3 +535,38 @@ def test_follow_stopped_and_resumed_at_any_point_equals_run(
     assert messages[0].startswith("resuming from state"), messages[:3]
     # REST written behind the websocket stream is late for follow: listed, its rows equal all the same
     _assert_outputs_equal_run(root / "out", _run(root), late_listed=True)
+
+
+def test_skipped_lines_are_reported_once_as_by_run(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws, rest, source = _capture(workdir, seed=3, ws_lines=300)
+    ws[10:10] = [b"{not json\n", b"[1]\n"]
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    code = cli.main(["follow", "--ws", "cap/ws*.jsonl*", "--rest", "cap/rest*.jsonl*", "--manifest-10b",
+                     "cap/manifest_10b.json", "--out", "out", "--state", "state", "--poll", "0.05",
+                     "--flush-interval", "0.2", "--exit-when-idle", "0.5"])
+    followed = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert code == 0
+    assert cli.main(["run", "--manifest-10b", "cap/manifest_10b.json", "--output-rows", "batch/rows.gz",
+                     "--manifest-10c", "batch/10c.json", "--output-manifest", "batch/m.json",
+                     "--output-report", "batch/r.md", "--no-progress"]) in (0, 1)
+    ran = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert followed == ran and len(ran) == 2  # one line per reason, not twice, no doubled prefix
+
+
+@pytest.mark.parametrize("ws, rest, message", [("cap/*", "cap/rest*", "matches both --ws and --rest"),
+                                               ("cap/[wm]*", "cap/rest*", "matches the 10B manifest")])
+def test_globs_that_overlap_or_match_the_manifest_are_refused(workdir: Path, ws: str, rest: str, message: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _ws, _rest, source = _capture(workdir, seed=3, ws_lines=100)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(_ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(_rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    code = cli.main(["follow", "--ws", ws, "--rest", rest, "--manifest-10b", "cap/manifest_10b.json",
+                     "--out", "out", "--exit-when-idle", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not (workdir / "out").exists()
