@@ -379,13 +379,13 @@ def analyze(config: AnalyzeConfig) -> Outcome:
     shares = plan_shares(markets, config.workers)
     all_inputs = ws_inputs + rest_inputs + comparison_inputs
     progress = Progress.for_inputs(config.progress, all_inputs)
+    gc_was_enabled = _quiet_gc()
     run = _Run(config.context_limit, config.price_evidence_seconds, ws_names, comparison_names,
                config.output_manifest, share=(None, frozenset().union(*shares)) if shares else None)
-    gc_was_enabled = _quiet_gc()
-    run.workers = 1 + len(shares)
-    helpers = Helpers(_analyze_share, [(*run.args[:2], ws_inputs, comparison_inputs, tokens) for tokens in shares],
-                      Path(config.output_manifest).parent)
-    try:
+    try:  # (at once: a SIGTERM from here on unwinds through run.close())
+        run.workers = 1 + len(shares)
+        helpers = Helpers(_analyze_share, [(*run.args[:2], ws_inputs, comparison_inputs, tokens)
+                                           for tokens in shares], Path(config.output_manifest).parent)
         with helpers:  # started before this process reads anything (no thread yet: fork is cheap)
             rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
             ws_rows = _analysis_pass(run.engine, ws_inputs, comparison_inputs, problems, progress)
@@ -798,7 +798,7 @@ def relayed_analysis(messages: Any, ws_inputs: list[InputStats], rows_name: str,
     engine = analysis.engine
     join = engine.join
     rows = iter_ws_rows_again(ws_inputs)
-    pending = next(rows, None)
+    pending: Any = None
     fed = 0
 
     def feed(upto: float) -> None:
@@ -810,6 +810,7 @@ def relayed_analysis(messages: Any, ws_inputs: list[InputStats], rows_name: str,
             pending = next(rows, None)
 
     try:
+        pending = next(rows, None)
         while True:
             message = messages.recv()
             kind = message[0]
@@ -862,12 +863,12 @@ def run(config: RunConfig) -> Outcome:
     if config.workers > 1:
         return _run_relayed(config, m10b, optional, ws_inputs, rest_inputs, started)
     problems = InputProblems()
+    gc_was_enabled = _quiet_gc()
     session = RunSession.for_run(markets_by_token(m10b), [s.name for s in ws_inputs], [s.name for s in rest_inputs],
                                  top_n=config.top_n, context_limit=config.context_limit,
                                  evidence_seconds=config.price_evidence_seconds, rows_name=str(config.output_rows),
                                  output_manifest=config.output_manifest)
-    gc_was_enabled = _quiet_gc()
-    try:
+    try:  # (at once: a SIGTERM from here on unwinds through session.close())
         rows = _rows_pass(session, config, ws_inputs, rest_inputs, problems)
         outcome = finish_run(session, config, m10b, optional, ws_inputs, rest_inputs, rows, problems, started)
     finally:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from . import __version__, batch, decoders
-from .errors import StreamerError
+from .errors import StreamerError, Terminated, terminated_handler
 from .shards import default_workers
 
 EXIT_PASS = 0
@@ -300,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    previous = _terminate_as_interrupt() if args.command != "follow" else None  # (follow handles its own)
     try:
         return handler(args)
     except StreamerError as exc:
@@ -309,6 +311,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"streamer {args.command}: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        print(f"streamer {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # every temporary file and work directory is gone by now
+        terminated = isinstance(exc, Terminated)
+        print(f"streamer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt() -> Any:
+    """Make SIGTERM unwind like Ctrl-C (so outputs' temporaries and work directories are removed);
+    return the handler it replaces, or None where none can be set (not the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, terminated_handler())
+    except ValueError:
+        return None

@@ -95,7 +95,12 @@ class AnalysisRun:
         self.share = share
         self.output_dir = Path(output_manifest).parent
         self.work_dir = make_work_dir(self.output_dir) if work_dir is None else work_dir
-        self.engine = DivergenceAnalysis(*self.args, self.work_dir, share)
+        try:
+            self.engine = DivergenceAnalysis(*self.args, self.work_dir, share)
+        except BaseException:  # (a SIGTERM as well): the directory just made must not stay behind
+            if work_dir is None:
+                remove_work_dir(self.work_dir)
+            raise
         self.redo = False
         self.passes = 0
         #: processes that answered shares of the rows (sharded analyze)

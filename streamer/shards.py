@@ -29,13 +29,14 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import signal
 import tempfile
 import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import HelperError, InputError
+from .errors import HelperError, InputError, terminated_handler
 
 #: The driver's weight when markets are dealt: it also parses and hashes every line.
 DRIVER_WEIGHT = 0.8
@@ -129,19 +130,30 @@ class Helpers:
         if not self.jobs:
             return self
         self._near.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=".streamer-shares-", dir=self._near))
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() \
             and threading.active_count() == 1 else "spawn"
         context = multiprocessing.get_context(method)
-        for number, job in enumerate(self.jobs, start=1):
-            out_dir = self.dir / f"share-{number}"
-            out_dir.mkdir()
-            process = context.Process(target=_helper_main, name=f"streamer-share-{number}", daemon=True,
-                                      args=(self._target, (*job, out_dir), out_dir / "result.pickle"))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with no other thread
-                process.start()
-            self._processes.append((process, out_dir))
+        try:
+            self.dir = Path(tempfile.mkdtemp(prefix=".streamer-shares-", dir=self._near))
+            for number, job in enumerate(self.jobs, start=1):
+                out_dir = self.dir / f"share-{number}"
+                out_dir.mkdir()
+                process = context.Process(target=_helper_main, name=f"streamer-share-{number}", daemon=True,
+                                          args=(self._target, (*job, out_dir), out_dir / "result.pickle"))
+                self._processes.append((process, out_dir))
+                # SIGTERM waits while the helper is made: a stop then would leave a helper this
+                # process does not know yet (it unblocks in the helper once its handler is set)
+                blocked = _block(signal.SIGTERM)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)  # fork with no other thread
+                        process.start()
+                finally:
+                    if blocked:
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        except BaseException:  # (a SIGTERM as well): stop what started, remove the directory
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def results(self) -> list[Any]:
@@ -169,6 +181,8 @@ class Helpers:
 
     def __exit__(self, *exc_info: Any) -> None:
         for process, _out_dir in self._processes:
+            if process.pid is None:  # never started
+                continue
             if process.is_alive():
                 process.terminate()
             process.join()
@@ -176,10 +190,21 @@ class Helpers:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _block(signum: int) -> bool:
+    """Block ``signum`` in this thread where the platform can; whether it did. Cost: O(1)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+    return True
+
+
 def _helper_main(target: Callable[..., Any], args: tuple[Any, ...], result_path: Path) -> None:
     """A helper's body: run ``target`` and leave ``(status, value)`` in ``result_path``."""
     _exit_with_driver()
+    signal.signal(signal.SIGTERM, terminated_handler())  # stopped by its driver: clean up as it unwinds
     try:
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # (blocked while it was made)
         outcome: tuple[str, Any] = ("ok", target(*args))
     except InputError as exc:
         outcome = ("input_error", str(exc))

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -288,3 +292,38 @@ def test_a_failing_spool_flush_still_closes_every_spool_and_removes_the_work_dir
         run.close()
     assert all(handle.closed for handle in others)
     assert not run.work_dir.exists()
+
+
+@pytest.mark.parametrize("command, workers", [("run", 1), ("run", 2), ("analyze", 2)])
+def test_sigterm_mid_run_unwinds_leaving_nothing_in_the_output_directory(tmp_path: Path, command: str,
+                                                                          workers: int) -> None:
+    """SIGTERM (a service stopped, a container shut down) unwinds as Ctrl-C does: one line, exit
+    143, and no temporary file or work directory left beside the outputs (the helper's included)."""
+    capture = generate_capture(tmp_path / "cap", CaptureShape(markets=4, ws_lines=60_000), 5)
+    out = tmp_path / "out"
+    run_flags = ["--manifest-10b", str(capture.manifest_10b), "--output-rows", str(tmp_path / "rows.jsonl.gz"),
+                 "--manifest-10c", str(tmp_path / "10c.json"), "--output-manifest", str(out / "m.json"),
+                 "--output-report", str(out / "r.md"), "--no-progress", "--workers", str(workers)]
+    if command == "analyze":
+        assert subprocess.run([sys.executable, "-m", "streamer", "run", *run_flags], cwd=tmp_path).returncode in (0, 1)
+        shutil.rmtree(out)
+        (tmp_path / "10bc.json").write_text('{"gate_status": "FULL_FIDELITY_SAMPLE_PASS"}')
+        (tmp_path / "review.json").write_text('{"review_gate": "ACCEPTED"}')
+        flags = ["--manifest-10b", str(capture.manifest_10b), "--manifest-10c", str(tmp_path / "10c.json"),
+                 "--manifest-10bc", "10bc.json", "--orchestrator-review", "review.json", "--output-manifest",
+                 str(out / "m.json"), "--output-report", str(out / "r.md"), "--no-progress", "--workers", str(workers)]
+    else:
+        flags = run_flags
+    out.mkdir()
+    with subprocess.Popen([sys.executable, "-m", "streamer", command, *flags], cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        deadline = time.monotonic() + 60
+        while not any(out.iterdir()) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # (waiting for the run to have made its work directory, not for time)
+        if process.poll() is not None:
+            pytest.skip("the run ended before it could be stopped")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert stderr == f"streamer {command}: terminated\n" and stdout == ""
+    assert list(out.iterdir()) == []
