@@ -40,6 +40,16 @@ def _workers(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _workers_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--workers", type=_workers, metavar="N", default="auto",
                         help=f"{what}: a number, or auto (the usable CPUs, at most 2; the default); "
@@ -178,7 +188,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "`streamer run` on it.\n\nExample:\n  streamer demo --out streamer-demo")
     demo.add_argument("--out", type=Path, metavar="PATH", default=Path("streamer-demo"), help="directory to write (default %(default)s)")
     demo.add_argument("--seed", type=int, metavar="N", default=2026, help="generator seed (default %(default)s)")
-    demo.add_argument("--ws-lines", type=int, metavar="N", default=6000, help="websocket lines to generate (default %(default)s)")
+    demo.add_argument("--ws-lines", type=_positive, metavar="N", default=6000,
+                      help="websocket lines to generate (default %(default)s)")
     demo.set_defaults(handler=_demo)
     return parser
 
