@@ -76,6 +76,8 @@ class Outcome:
     problems: InputProblems = field(default_factory=InputProblems)
     #: ``run`` only: the 10C gate of the reconstruction half
     reconstruction_gate: str | None = None
+    #: lines for stderr that qualify the gates (:meth:`Reconstructor.warnings`)
+    warnings: list[str] = field(default_factory=list)
 
 
 # -- reading rows ------------------------------------------------------------------------------
@@ -766,7 +768,7 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
         if gc_was_enabled:
             gc.enable()
     return Outcome(reconstructor.gate(), {"rows": Path(config.output_rows), "manifest": Path(config.manifest_10c)},
-                   problems)
+                   problems, warnings=reconstructor.warnings())
 
 
 def optional_manifests(config: RunConfig) -> list[Any]:
@@ -990,4 +992,5 @@ def _with_reconstruction(outcome: Outcome, config: RunConfig, reconstructor: Rec
     """``run``'s outcome: the analysis's, plus the rows, the 10C manifest and the 10C gate."""
     outcome.written.update({"rows": Path(config.output_rows), "manifest_10c": Path(config.manifest_10c)})
     outcome.reconstruction_gate = reconstructor.gate()
+    outcome.warnings = reconstructor.warnings()
     return outcome

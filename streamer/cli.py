@@ -202,9 +202,16 @@ def _reconstruct_flags(parser: argparse.ArgumentParser) -> None:
                         help="comparison rows to write, gzip JSONL (default %(default)s)")
 
 
-def _print_outcome(outcome: batch.Outcome, lines: list[str]) -> int:
+def _print_messages(outcome: batch.Outcome, command: str) -> None:
+    """Stderr: skipped lines and truncated inputs, then what qualifies the gates."""
     for message in outcome.problems.messages():
         print(message, file=sys.stderr)
+    for warning in outcome.warnings:
+        print(f"streamer {command}: warning: {warning}", file=sys.stderr)
+
+
+def _print_outcome(outcome: batch.Outcome, lines: list[str], command: str) -> int:
+    _print_messages(outcome, command)
     for line in lines:
         print(line)
     return EXIT_PASS if outcome.gate == "WS_DIVERGENCE_ANALYSIS_PASS" else EXIT_GATE_NOT_PASSED
@@ -221,7 +228,7 @@ def _analyze(args: argparse.Namespace) -> int:
         f"DIVERGENCE_ANALYSIS_MANIFEST={args.output_manifest}",
         f"DIVERGENCE_ANALYSIS_REPORT={args.output_report}",
         f"DIVERGENCE_ANALYSIS_GATE={outcome.gate}",
-    ])
+    ], "analyze")
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
@@ -229,8 +236,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
                                      output_rows=args.output_rows, manifest_10c=args.manifest_10c,
                                      progress=args.progress)
     outcome = batch.reconstruct(config)
-    for message in outcome.problems.messages():
-        print(message, file=sys.stderr)
+    _print_messages(outcome, "reconstruct")
     print(f"RECONSTRUCTION_ROWS={args.output_rows}")
     print(f"RECONSTRUCTION_MANIFEST={args.manifest_10c}")
     print(f"RECONSTRUCTION_GATE={outcome.gate}")
@@ -268,7 +274,7 @@ def _run_lines(config: batch.RunConfig, outcome: batch.Outcome) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     outcome = batch.run(config)
-    return _print_outcome(outcome, _run_lines(config, outcome))
+    return _print_outcome(outcome, _run_lines(config, outcome), "run")
 
 
 def _follow(args: argparse.Namespace) -> int:
@@ -285,7 +291,7 @@ def _follow(args: argparse.Namespace) -> int:
     if result.outcome is None:
         return EXIT_INPUT
     _print_outcome(result.outcome, [*_run_lines(result.config, result.outcome),
-                                    f"FOLLOW_STATUS={args.out / STATUS_NAME}"])
+                                    f"FOLLOW_STATUS={args.out / STATUS_NAME}"], "follow")
     return EXIT_PASS
 
 
@@ -293,7 +299,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     config, outcome = run_demo(args.out, seed=args.seed, ws_lines=args.ws_lines)
-    code = _print_outcome(outcome, _run_lines(config, outcome))
+    code = _print_outcome(outcome, _run_lines(config, outcome), "demo")
     print(f"demo: capture and outputs are in {args.out}/ (open {config.output_report} first)")
     return EXIT_PASS if code in (EXIT_PASS, EXIT_GATE_NOT_PASSED) else code
 

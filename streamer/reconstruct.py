@@ -429,6 +429,16 @@ class Reconstructor:
         result.update(fields)
         return result
 
+    def warnings(self) -> list[str]:
+        """What a user must know before trusting a gate: one line each (none when all is well).
+
+        Cost: O(tokens). Raises nothing.
+        """
+        if self.comparison_rows and not any(state.book is not None for state in self.tokens.values()):
+            return ["no websocket row gave any token a book: every comparison row is no_local_book, so the "
+                    "gates say nothing about reconstruction (is the websocket input the capture?)"]
+        return []
+
     def gate(self) -> str:
         """The 10C gate: PASS when every comparison matched, DIVERGENT otherwise, or NO_CHECKPOINTS.
 

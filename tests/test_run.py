@@ -8,6 +8,7 @@ stdout, and exit codes.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import signal
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
+from streamer import cli
 from streamer.synth import CaptureShape, generate_capture
 from tests.refcompare import comparable
 from tests.test_reconstruct import (NO, YES, book, change, cli_call, levels, read_rows, rest, summary, write_capture,
@@ -327,3 +329,19 @@ def test_sigterm_mid_run_unwinds_leaving_nothing_in_the_output_directory(tmp_pat
     assert process.returncode == 143
     assert stderr == f"streamer {command}: terminated\n" and stdout == ""
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["run", "reconstruct"])
+def test_a_websocket_input_that_builds_no_book_is_said_on_stderr(workdir: Path, command: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong or garbled websocket file still gives gates (the reference's rules), but the user
+    is told they say nothing; a good capture gets no such line."""
+    capture = generate_capture(workdir / "cap", CaptureShape(markets=2, ws_lines=400), 4)
+    flags = {"run": ["--manifest-10c", "o/c.json", "--output-manifest", "o/m.json", "--output-report", "o/r.md"],
+             "reconstruct": ["--output-manifest", "o/c.json"]}[command]
+    good = cli.main([command, "--manifest-10b", str(capture.manifest_10b), "--output-rows", "o/r.gz", *flags])
+    assert good in (0, 1) and "warning" not in capsys.readouterr().err
+    capture.ws_files[0].write_bytes(gzip.compress(b"PONG\n" * 50))
+    cli.main([command, "--manifest-10b", str(capture.manifest_10b), "--output-rows", "o/r.gz", *flags])
+    err = capsys.readouterr().err.splitlines()
+    assert f"streamer {command}: warning: no websocket row gave any token a book" in err[-1]
