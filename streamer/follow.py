@@ -29,6 +29,7 @@ made (a rename rotation) is named in the final outputs as it is named on disk at
 from __future__ import annotations
 
 import copy
+import fnmatch
 import glob
 import itertools
 import json
@@ -233,6 +234,17 @@ class FollowConfig:
         for flag, pattern in (("--ws", self.ws), ("--rest", self.rest)):
             if any(Path(name).resolve() == Path(self.manifest_10b).resolve() for name in glob.glob(pattern)):
                 raise UsageError(f"{flag} {pattern} matches the 10B manifest {self.manifest_10b}")
+            for output in (ROWS_NAME, MANIFEST_10C_NAME, MANIFEST_NAME, REPORT_NAME, STATUS_NAME):
+                if _glob_matches(pattern, Path(self.out) / output):  # (follow would read what it writes)
+                    raise UsageError(f"{flag} {pattern} would match follow's own output {Path(self.out) / output}")
+
+
+def _glob_matches(pattern: str, path: Path) -> bool:
+    """Whether :func:`glob.glob` of ``pattern`` would list ``path`` once it exists (non-recursive
+    globs: one path component per pattern component). Cost: O(components)."""
+    wanted = Path(os.path.abspath(pattern)).parts
+    parts = Path(os.path.abspath(path)).parts
+    return len(wanted) == len(parts) and all(fnmatch.fnmatchcase(part, want) for part, want in zip(parts, wanted))
 
 
 #: FollowConfig.identity() keys by the flag a user gives.

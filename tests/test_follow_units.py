@@ -570,3 +570,21 @@ def test_globs_that_overlap_or_match_the_manifest_are_refused(workdir: Path, ws:
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err
     assert not (workdir / "out").exists()
+
+
+@pytest.mark.parametrize("rest, out", [("cap/rest*", "cap"), ("cap/*.gz", "cap"), ("*/rest*", "cap")])
+def test_a_glob_that_would_match_follows_own_outputs_is_refused(workdir: Path, rest: str, out: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """--out inside the capture directory with a glob that would list rest_comparison_rows.jsonl.gz:
+    follow would read its own rows as REST checkpoints."""
+    _ws, _rest, source = _capture(workdir, seed=3, ws_lines=100)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(_ws))
+    (workdir / "cap" / "rest-0001.jsonl.gz").write_bytes(gzip.compress(b"".join(_rest)))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl.gz"])
+    code = cli.main(["follow", "--ws", "cap/ws*", "--rest", rest, "--manifest-10b", "cap/manifest_10b.json",
+                     "--out", out, "--exit-when-idle", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "would match follow's own output" in err
+    assert sorted(path.name for path in (workdir / "cap").iterdir()) == [
+        "manifest_10b.json", "rest-0001.jsonl.gz", "ws-0001.jsonl"]
