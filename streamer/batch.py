@@ -391,7 +391,7 @@ def analyze(config: AnalyzeConfig) -> Outcome:
         with helpers:  # started before this process reads anything (no thread yet: fork is cheap)
             rest_rows = sum(1 for _ in iter_objects(rest_inputs, problems, progress))
             ws_rows = _analysis_pass(run.engine, ws_inputs, comparison_inputs, problems, progress)
-            ws_rows += problems.count(MISTYPED_RECEIVED_AT)  # skipped, yet websocket messages
+            ws_rows = _websocket_messages(ws_rows, problems)
             _second_pass(run, ws_inputs, comparison_inputs)
             if shares:
                 _merge_shares(run, helpers.results())
@@ -675,9 +675,10 @@ def _manifest_10c(config: ReconstructConfig, m10b: Any, ws_inputs: list[InputSta
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("ascii")
 
 
-def _websocket_messages(session: RunSession, problems: InputProblems) -> int:
-    """``row_counts.raw_websocket_messages``: the rows fed, and those skipped for a mistyped time."""
-    return session.ws_rows + problems.count(MISTYPED_RECEIVED_AT)
+def _websocket_messages(rows_fed: int, problems: InputProblems) -> int:
+    """``row_counts.raw_websocket_messages``: the rows fed, and those skipped for a mistyped time
+    (still websocket messages: the reference counts them)."""
+    return rows_fed + problems.count(MISTYPED_RECEIVED_AT)
 
 
 def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
@@ -763,7 +764,7 @@ def reconstruct(config: ReconstructConfig) -> Outcome:
         rows = _rows_pass(session, config, ws_inputs, rest_inputs, problems)
         write_atomic(Path(config.manifest_10c),
                      _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor,
-                                   _websocket_messages(session, problems), problems))
+                                   _websocket_messages(session.ws_rows, problems), problems))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -950,7 +951,7 @@ def _finish_reconstruction(session: RunSession, config: RunConfig, m10b: Any, op
                            extra_fields: dict[str, Any] | None) -> dict[str, Any]:
     """Write the 10C manifest; return what publishing the analysis needs (picklable)."""
     reconstructor = session.reconstructor
-    ws_rows = _websocket_messages(session, problems)
+    ws_rows = _websocket_messages(session.ws_rows, problems)
     rows_name = str(config.output_rows)
     inputs = ws_inputs + rest_inputs
     manifest_10c = _manifest_10c(config, m10b, ws_inputs, rest_inputs, rows, reconstructor, ws_rows, problems)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from . import __version__, batch, decoders
-from .errors import StreamerError, Terminated, terminated_handler
+from .errors import StreamerError, Terminated, raise_terminated
 from .shards import default_workers
 
 EXIT_PASS = 0
@@ -28,26 +28,18 @@ def _analysis_flags(parser: argparse.ArgumentParser) -> None:
                         help="markdown report to write (default %(default)s)")
 
 
+def _positive(text: str, expected: str = "a whole number") -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _workers(text: str) -> int:
-    if text == "auto":
-        return default_workers()
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
+    return default_workers() if text == "auto" else _positive(text, "a number or auto")
 
 
 def _workers_flag(parser: argparse.ArgumentParser, what: str) -> None:
@@ -341,6 +333,6 @@ def _terminate_as_interrupt() -> Any:
     """Make SIGTERM unwind like Ctrl-C (so outputs' temporaries and work directories are removed);
     return the handler it replaces, or None where none can be set (not the main thread)."""
     try:
-        return signal.signal(signal.SIGTERM, terminated_handler())
+        return signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:
         return None

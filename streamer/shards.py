@@ -36,7 +36,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import HelperError, InputError, terminated_handler
+from .errors import HelperError, InputError, raise_terminated
 
 #: The driver's weight when markets are dealt: it also parses and hashes every line.
 DRIVER_WEIGHT = 0.8
@@ -201,7 +201,7 @@ def _block(signum: int) -> bool:
 def _helper_main(target: Callable[..., Any], args: tuple[Any, ...], result_path: Path) -> None:
     """A helper's body: run ``target`` and leave ``(status, value)`` in ``result_path``."""
     _exit_with_driver()
-    signal.signal(signal.SIGTERM, terminated_handler())  # stopped by its driver: clean up as it unwinds
+    signal.signal(signal.SIGTERM, raise_terminated)  # stopped by its driver: clean up as it unwinds
     try:
         if hasattr(signal, "pthread_sigmask"):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # (blocked while it was made)

@@ -15,14 +15,7 @@ import pytest
 
 from streamer.batch import Progress
 from streamer.synth import CaptureShape, generate_capture
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.test_follow_tail import Clock
 
 
 class Terminal:
