@@ -14,7 +14,6 @@ from .payloads import price_key
 
 GATE_PASS = "WS_DIVERGENCE_ANALYSIS_PASS"
 GATE_BLOCKED = "BLOCKED_WS_DIVERGENCE_UNEXPLAINED"
-GATE_SCHEMA_FIX = "WS_RECONSTRUCTION_NEEDS_SCHEMA_FIX"
 
 CATEGORY_INSUFFICIENT = "insufficient_raw_context"
 CATEGORY_MISMATCH = "best_quote_or_price_membership_mismatch"

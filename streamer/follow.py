@@ -637,8 +637,6 @@ class Snapshot:
     rows: list[bytes]
     divergence_slice: tuple[int, int]  #: [start, end) of the divergence rows spool: this flush's rows
     references_slice: tuple[int, int]  #: and of the references spool
-    divergence_records: tuple[int, int]  #: divergence rows published before, and now
-    comparison_lines: tuple[int, int]  #: comparison rows before this segment, and after
     member: bytes  #: the rows as a gzip member for the rows spool (placeholders kept)
     state: bytes  #: the pickled state (commit point)
     status: dict[str, Any]
@@ -1006,9 +1004,7 @@ class Follower:
             "records_published": self.records_published,
         }, protocol=pickle.HIGHEST_PROTOCOL)
         status["state_bytes"] = len(state)
-        return Snapshot(segment, rows, divergence, references, records,
-                        (comparison_rows - len(rows), comparison_rows), member, state, status, summary, index_line,
-                        sync)
+        return Snapshot(segment, rows, divergence, references, member, state, status, summary, index_line, sync)
 
     def _status(self, stopped: bool, segment: int, cursors: dict[str, Any] | None = None) -> dict[str, Any]:
         pipeline = self.pipeline

@@ -177,7 +177,6 @@ class Reconstructor:
         self.rest_rows = 0
         self.rest_rejected = 0
         self.comparison_rows = 0
-        self.bad_levels = 0
         self._recent: dict[bytes, int] = {}
         self._recent_order: deque[tuple[int, bytes]] = deque()
         self._row_id = 0  # rows applied so far: TokenState.row_id says which one touched a token last
@@ -245,7 +244,6 @@ class Reconstructor:
                 bids, bad_bids = parse_levels(sides[0])
                 asks, bad_asks = parse_levels(sides[1])
                 if bad_bids or bad_asks:
-                    self.bad_levels += bad_bids + bad_asks
                     self.anomalies.add("bad_level", self._where(position))
                 state = self._state(str(token))
                 if state.book is None:
@@ -394,7 +392,6 @@ class Reconstructor:
         rest_bids, bad_bids = parse_levels(sides[0])
         rest_asks, bad_asks = parse_levels(sides[1])
         if bad_bids or bad_asks:
-            self.bad_levels += bad_bids + bad_asks
             self.anomalies.add("bad_level", where)
         state = self.tokens.get(token)
         if state is None:
