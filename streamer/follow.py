@@ -843,8 +843,10 @@ class Follower:
     """
 
     def __init__(self, config: FollowConfig, *, clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, early_signals: list[int] | None = None) -> None:
         config.check()
+        #: SIGINT/SIGTERM received before :meth:`run` could handle them (while the state loads)
+        self.early_signals = early_signals if early_signals is not None else []
         self.config = config
         self.clock = clock
         self.log = log or (lambda message: print(f"streamer follow: {message}", file=sys.stderr, flush=True))
@@ -1075,17 +1077,22 @@ class Follower:
                 receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
                 with receiver as signals:
                     task_status.started()
+                    for signum in self.early_signals:  # (later ones come to the receiver)
+                        self._on_signal(signum)
                     async for signum in signals:
-                        name = signal.Signals(signum).name
-                        if self.stop_reason is None:
-                            self.log(f"{name}: finishing the batch in hand, then publishing")
-                            self.stop(name)
-                        else:
-                            self.log(f"{name}: already stopping")
+                        self._on_signal(signum)
             except (NotImplementedError, ValueError, RuntimeError):
                 # No signal handling here (not the main thread, or a platform without it).
                 task_status.started()
                 await anyio.sleep_forever()
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_reason is None:
+            self.log(f"{name}: finishing the batch in hand, then publishing")
+            self.stop(name)
+        else:
+            self.log(f"{name}: already stopping")
 
     def stop(self, reason: str) -> None:
         """Ask the follower to stop (finish the batch in hand, publish, return).
@@ -1215,7 +1222,9 @@ class Follower:
             # whose files cannot be described yet. The state stays as committed.
             why = "stopped before reading caught up with the saved state (it is kept; start again to resume)"
         elif not self.pipeline.ws_files and ws_end is None and not self.pipeline._ws:
-            why = f"no websocket file matched {self.config.ws}"
+            why = (f"no websocket file matched {self.config.ws}"
+                   if self.stop_reason == "idle" and not self.tails["ws"].names()
+                   else "stopped before any websocket line was read")
         else:
             why = None
         if why is not None:
@@ -1372,7 +1381,13 @@ def follow(config: FollowConfig, *, log: Callable[[str], None] | None = None) ->
     :raises OSError: when an output or the state cannot be written.
     """
     _limit_malloc_arenas()
-    follower = Follower(config, log=log)
+    early: list[int] = []
+    previous = _record_signals(early)  # until run() handles them: loading a large state takes a while
+    try:
+        follower = Follower(config, log=log, early_signals=early)
+    except BaseException:
+        _restore_signals(previous)
+        raise
     try:
         return anyio.run(follower.run)
     except BaseExceptionGroup as group:
@@ -1384,7 +1399,29 @@ def follow(config: FollowConfig, *, log: Callable[[str], None] | None = None) ->
             raise
         raise error from group
     finally:
+        _restore_signals(previous)
         follower.close()
+
+
+def _record_signals(received: list[int]) -> dict[int, Any]:
+    """Make SIGINT and SIGTERM append to ``received``; return the handlers they had.
+
+    Outside the main thread (no signal handling there) nothing changes. Cost: O(1). Raises nothing.
+    """
+    previous: dict[int, Any] = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda number, _frame: received.append(number))
+    except ValueError:  # not the main thread
+        pass
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    """Put back the handlers :func:`_record_signals` replaced. Cost: O(1). Raises nothing."""
+    for signum, handler in previous.items():
+        if handler is not None:  # (None: a handler set outside Python, which cannot be put back)
+            signal.signal(signum, handler)
 
 
 def _first_reportable(group: BaseExceptionGroup) -> BaseException | None:

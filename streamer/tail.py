@@ -708,7 +708,7 @@ class Tailer:
         """Whether reading has passed every line a resumed state had consumed.
 
         Until then the state holds rows from lines this tailer has not reached again (its
-        :meth:`names` and :meth:`open_file_end` do not cover them yet). Cost: O(files waiting).
+        :meth:`open_file_end` does not cover them yet). Cost: O(files waiting).
         Raises nothing.
         """
         with self._lock:
@@ -718,12 +718,16 @@ class Tailer:
             return not any(entry.skip for entry in self.queue)
 
     def names(self) -> list[str]:
-        """The current name of every file reading has reached, by sequence number.
+        """The current name of every file reading has reached, by sequence number, then of the files waiting.
 
-        Cost: O(files read). Raises nothing.
+        A waiting file takes the next sequence number when reading reaches it, so the list also
+        names, by the numbers they will take again, the files a restart queued: what was saved
+        before the restart names them before reading reaches them again.
+
+        Cost: O(files read + files waiting). Raises nothing.
         """
         with self._lock:
-            return [entry.name for entry in self.entries]
+            return [entry.name for entry in self.entries] + [entry.name for entry in self.queue]
 
     def status(self) -> dict[str, Any]:
         """The file being read with its cursor, the files waiting, and the counters.

@@ -189,6 +189,59 @@ def test_rest_row_later_than_rest_wait_is_exact_at_exit_and_counted(workdir: Pat
     assert len(reserved) == len(json.loads(late.rest[held])["json"]), "the late checkpoint's places stay reserved live"
 
 
+def test_a_restart_after_a_late_rest_row_resumes(workdir: Path) -> None:
+    """A state whose counters locate a late REST row: the restart names it in ``status.json`` before
+    reading reaches its file again (its first status used to raise IndexError, at every start)."""
+    late = _LateCheckpoint(workdir)
+    assert follow(_config(exit_when_idle=4.0), log=lambda message: None).outcome is not None
+    late.join()
+    where = [f"cap/rest-0001.jsonl:{late.HELD + 1}"]
+    first_status: list[Any] = []
+    original = Tailer.read
+
+    def first_read(self: Tailer) -> list[Any]:  # the status written at start, before any read
+        if not first_status:
+            first_status.append(read_status(late.out))
+        return original(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tailer, "read", first_read)
+        result = follow(_config(exit_when_idle=0.5), log=lambda message: None)
+    assert result.outcome is not None
+    assert first_status[0]["state"] == "following"
+    assert first_status[0]["follow"]["rest_rows_compared_late_first"] == where
+    assert first_status[0]["cursors"]["rest"]["name"] == "cap/rest-0001.jsonl"
+    batch = _run(workdir)
+    assert (late.out / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
+
+
+def test_a_signal_while_the_state_loads_stops_once_following(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM before follow's own handlers exist (here: while it opens its state) is not lost and
+    does not kill the process: follow stops as for any signal, having read nothing, and says so."""
+    ws, rest, source = _capture(workdir, seed=4, ws_lines=300)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    from streamer.follow import Follower
+
+    original = Follower._open_state
+
+    def open_state_signalled(self: Follower) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        original(self)
+
+    monkeypatch.setattr(Follower, "_open_state", open_state_signalled)
+    before = signal.getsignal(signal.SIGTERM)
+    messages: list[str] = []
+    result = follow(_config(exit_when_idle=30.0), log=messages.append)
+    assert result.reason == "SIGTERM" and result.outcome is None
+    assert any(message.startswith("SIGTERM: finishing") for message in messages), messages
+    assert messages[-1] == "stopped before any websocket line was read: no final outputs written"
+    assert read_status(workdir / "out")["state"] == "stopped"
+    assert signal.getsignal(signal.SIGTERM) is before, "the handler in place before follow is put back"
+
+
 def test_a_state_is_used_by_one_follower_at_a_time(workdir: Path) -> None:
     ws, rest, source = _capture(workdir, ws_lines=200)
     (workdir / "cap").mkdir()
