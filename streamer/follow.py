@@ -53,13 +53,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import batch, decoders
 from .analysis import iso_z
 from .batch import DEFAULT_10C_MANIFEST, DEFAULT_OUTPUT_MANIFEST, DEFAULT_OUTPUT_REPORT, parse_object
-from .errors import StreamerError, UsageError
+from .errors import InputError, StreamerError, UsageError
 from .index import LINE_SPAN
 from .manifests import KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import parse_time_us
 from .session import RunSession
 from .sources import MISTYPED_RECEIVED_AT, GzipMembers, InputProblems, InputStats, LineSplitter
-from .state import StateDir, append_durably, fsync_paths, replace_directory, STATE_FORMAT
+from .state import STATE_FORMAT, StateDir, append_durably, fsync_paths, remove_leftovers, replace_directory
 from .tail import CaughtUp, FileEnd, Item, Lines, Tailer
 from .writer import AtomicFile, GzipRowsWriter, gzip_compressor, write_atomic
 
@@ -854,7 +854,7 @@ class Follower:
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.state = StateDir(config.state_dir)
-        self.state.lock()
+        self.state.lock(self.out)
         try:
             self._open_state()
         except BaseException:
@@ -896,6 +896,11 @@ class Follower:
                                     if saved["config"].get(key) != now.get(key))
                 raise UsageError(f"the state in {self.state.path} was made with other flags: {changed}; "
                                  "use the same flags or a new --state directory")
+            made_with = saved.get("manifest_10b_sha256")
+            if made_with is not None and made_with != self.m10b.sha256:
+                raise UsageError(f"the 10B manifest {config.manifest_10b} changed since the state in {self.state.path} "
+                                 "was made (the rows published so far carry its market labels); put it back as it "
+                                 "was, or use a new --state directory")
             self.pipeline = saved["pipeline"]
             self.pipeline.rest_wait = config.rest_wait
             analysis = self.pipeline.session.analysis
@@ -929,6 +934,9 @@ class Follower:
         self.publisher.restore(self.segments, self.index_bytes)
         for leftover in self.out.glob(f".{MANIFEST_NAME}.follow-tmp"):  # an exit cut short
             leftover.unlink()
+        # (and the temporary files of outputs a kill interrupted; the lock says no one else writes them)
+        remove_leftovers(self.out, [ROWS_NAME, MANIFEST_10C_NAME, MANIFEST_NAME, REPORT_NAME, STATUS_NAME,
+                                    f".{MANIFEST_NAME}.follow-tmp"])
         self._runs_synced: set[str] = {path.name for path in engine.spool.runs}
 
     def close(self) -> None:
@@ -1003,7 +1011,7 @@ class Follower:
             "format": STATE_FORMAT, "config": self.config.identity(), "pipeline": pipeline, "tails": tails,
             "segments": self.segments, "index_bytes": self.index_bytes, "rows_spool_bytes": self.rows_spool_bytes,
             "flushes": self.flushes, "decoder_fallbacks": decoders._fallbacks[0],
-            "records_published": self.records_published,
+            "records_published": self.records_published, "manifest_10b_sha256": self.m10b.sha256,
         }, protocol=pickle.HIGHEST_PROTOCOL)
         status["state_bytes"] = len(state)
         return Snapshot(segment, rows, divergence, references, member, state, status, summary, index_line, sync)
@@ -1296,6 +1304,9 @@ class Follower:
         # An exact recomputation (a second engine) reads the final rows file: real names there.
         analysis.args = (context_limit, evidence_seconds, [stats.name for stats in ws_inputs], comparison_names)
         m10b = read_manifest(config.manifest_10b, batch.MANIFEST_KEYS)
+        if m10b.sha256 != self.m10b.sha256:  # the outputs would name one manifest and carry another's labels
+            raise InputError(f"the 10B manifest {config.manifest_10b} changed while follow ran (the rows carry the "
+                             "market labels it had at the start); put it back as it was, then start follow again")
         optional = batch.optional_manifests(run_config)
         problems = named_problems(final.problems, names)
         extra_fields = {"follow": {**final.follow_counters(), "state": str(self.state.path),

@@ -2,7 +2,8 @@
 
 Layout (``--state DIR``)::
 
-    lock            held (flock) while a follower runs: two followers never share a state
+    lock            held (flock) while a follower runs: two followers never share a state (and
+                    ``OUT/.streamer-follow.lock`` likewise: never an output directory either)
     state.pkl       the commit point: the engines, the cursors and the committed length of every
                     append-only file below; replaced atomically after the outputs are written
     work/           the analysis spools (divergence rows, references, report lines, misses, runs)
@@ -23,6 +24,7 @@ import fcntl
 import os
 import pickle
 import shutil
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +35,8 @@ STATE_FILE = "state.pkl"
 WORK_DIR = "work"
 ROWS_SPOOL = "rows.spool.gz"
 LOCK_FILE = "lock"
+#: The lock a follower holds in its output directory (hidden: the published view is the outputs).
+OUT_LOCK_FILE = ".streamer-follow.lock"
 FINAL_WORK = "final-work"
 #: Version of the state file's layout; a state of another version is refused.
 STATE_FORMAT = 1
@@ -47,7 +51,7 @@ class StateDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock: IO[bytes] | None = None
+        self._locks: list[IO[bytes]] = []
 
     @property
     def work(self) -> Path:
@@ -64,34 +68,42 @@ class StateDir:
         """The copy of the spools an exit works on, ``final-work/``. Cost: O(1). Raises nothing."""
         return self.path / FINAL_WORK
 
-    def lock(self) -> None:
-        """Take the directory's lock for this process.
+    def lock(self, out: Path | None = None) -> None:
+        """Take the directory's lock for this process, and with ``out`` the output directory's.
 
-        Cost: O(1); raises UsageError (below), or OSError when the lock file cannot be opened.
+        Two followers with other state directories would otherwise publish into one ``out``,
+        each removing the other's segments.
 
-        :raises UsageError: when another process holds it.
+        Cost: O(1); raises UsageError (below), or OSError when a lock file cannot be opened.
+
+        :raises UsageError: when another process holds either (then neither is held).
         """
-        handle = open(self.path / LOCK_FILE, "a+b")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise UsageError(f"another streamer follow is using the state directory {self.path}") from None
-        self._lock = handle
+        self._locks.append(_flock(self.path / LOCK_FILE,
+                                  f"another streamer follow is using the state directory {self.path}"))
+        if out is not None:
+            try:
+                self._locks.append(_flock(Path(out) / OUT_LOCK_FILE,
+                                          f"another streamer follow is publishing to {out}"))
+            except BaseException:
+                self.unlock()
+                raise
 
     def unlock(self) -> None:
-        """Release the lock (close its file); nothing when not held. Cost: O(1). Raises nothing."""
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        """Release the locks (close their files); nothing when none is held. Cost: O(1). Raises nothing."""
+        for handle in self._locks:
+            handle.close()
+        self._locks = []
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none (a fresh start).
+
+        A temporary state file a kill left beside it (never the commit point) is removed.
 
         Cost: O(size of the state file); raises UsageError (below) for any read or unpickling failure.
 
         :raises UsageError: when the state file is unreadable or of another format.
         """
+        remove_leftovers(self.path, [STATE_FILE])
         path = self.path / STATE_FILE
         try:
             data = path.read_bytes()
@@ -187,3 +199,28 @@ def replace_directory(temp: Path, final: Path) -> None:
     """
     os.replace(temp, final)
     fsync_directory(final.parent)
+
+
+def _flock(path: Path, busy: str) -> IO[bytes]:
+    """Open ``path`` and take its exclusive lock; raise UsageError(``busy``) when another holds it. Cost: O(1)."""
+    handle = open(path, "a+b")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UsageError(busy) from None
+    return handle
+
+
+def remove_leftovers(directory: Path, names: list[str]) -> None:
+    """Remove the temporary files :class:`~streamer.writer.AtomicFile` left for ``names`` (a kill mid-write).
+
+    Call it holding the lock: no other writer is then at work. Cost: O(entries of ``directory``);
+    raises nothing (a file that cannot be removed stays).
+    """
+    for name in names:
+        for leftover in directory.glob(f".{glob_escape(name)}.*.tmp"):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass

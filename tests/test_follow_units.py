@@ -255,7 +255,71 @@ def test_a_state_is_used_by_one_follower_at_a_time(workdir: Path) -> None:
             follow(_config(), log=lambda message: None)
     finally:
         holder.unlock()
+    # Another state, the same --out: two followers would remove each other's segments.
+    holder = StateDir(workdir / "other-state")
+    holder.lock(workdir / "out")
+    try:
+        with pytest.raises(UsageError, match="another streamer follow is publishing to out"):
+            follow(_config(), log=lambda message: None)
+        probe = StateDir(workdir / "state")
+        probe.lock()  # (raises if the refused follower kept the state's lock)
+        probe.unlock()
+    finally:
+        holder.unlock()
     assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+
+
+def test_a_changed_10b_manifest_is_refused_at_restart_and_at_exit(workdir: Path) -> None:
+    """The manifest labels the rows: rows published with one manifest and final outputs naming
+    another would match no ``run``, so follow refuses a manifest changed since its state was made."""
+    ws, rest, source = _capture(workdir, ws_lines=300)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    manifest = workdir / "cap" / "manifest_10b.json"
+    original = manifest.read_bytes()
+    assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+    relabelled = json.loads(original)
+    relabelled["markets"][0]["market_slug"] = "renamed"
+    manifest.write_text(json.dumps(relabelled))
+    with pytest.raises(UsageError, match="manifest_10b.json changed since the state"):
+        follow(_config(exit_when_idle=0.5), log=lambda message: None)
+    manifest.write_bytes(original)
+    assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+
+    from streamer.follow import Follower
+
+    finish = Follower.finish
+
+    def relabel_then_finish(self: Follower) -> Any:  # the manifest edited while follow runs
+        manifest.write_text(json.dumps(relabelled))
+        return finish(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Follower, "finish", relabel_then_finish)
+        with pytest.raises(InputError, match="changed while follow ran"):
+            follow(_config(exit_when_idle=0.5), log=lambda message: None)
+
+
+def test_temporary_files_a_kill_left_are_removed_at_start(workdir: Path) -> None:
+    """A kill in the middle of an atomic write leaves its temporary file; the next start removes
+    those of the state file and of follow's outputs, and nothing else."""
+    ws, rest, source = _capture(workdir, ws_lines=200)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+    out, state = workdir / "out", workdir / "state"
+    left = [state / ".state.pkl.abc123.tmp", out / f".{OUTPUTS[0]}.x1y2.tmp", out / ".status.json.zz.tmp",
+            out / f"..{OUTPUTS[2]}.follow-tmp.q.tmp"]
+    kept = [out / ".notes.tmp", out / "mine.tmp", state / ".other.abc.tmp"]
+    for path in left + kept:
+        path.write_bytes(b"partial")
+    assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+    assert [path for path in left if path.exists()] == []
+    assert all(path.exists() for path in kept)
 
 
 def test_resume_after_exit_publishes_nothing_twice(workdir: Path) -> None:
