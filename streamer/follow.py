@@ -442,6 +442,13 @@ class Pipeline:
             rest = self._rest_row()
             ws = self._ws_row()
             if ws is None:
+                # A REST row the applied websocket rows have passed (late), or one without a time,
+                # waits for no websocket row: compared now, it is counted now (status.json).
+                if rest is not None and (rest[4] is None or (self.released_through is not None
+                                                             and rest[4] < self.released_through)):
+                    self._checkpoint(rest, None)
+                    done += 1
+                    continue
                 break
             row = ws[1]
             received_us = row[4]

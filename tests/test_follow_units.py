@@ -189,6 +189,45 @@ def test_rest_row_later_than_rest_wait_is_exact_at_exit_and_counted(workdir: Pat
     assert len(reserved) == len(json.loads(late.rest[held])["json"]), "the late checkpoint's places stay reserved live"
 
 
+def test_a_late_rest_row_is_counted_while_following_with_no_websocket_row_after_it(workdir: Path) -> None:
+    """A late REST row waits for no websocket row: ``status.json`` counts it while following (it
+    was counted only at exit when no websocket line came after it), and the outputs equal ``run``'s."""
+    ws, rest, source = _capture(workdir, seed=11)
+    (workdir / "cap").mkdir()
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    held = 3
+    stamp = _LateCheckpoint._stamp
+    ws_early = [line for line in ws if stamp(line) < stamp(rest[held + 1])]
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws_early))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest[:held]))
+    out = workdir / "out"
+    seen: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def recorder() -> None:
+        try:
+            wait_for(lambda: (status := read_status(out)) and status["totals"]["websocket_rows"] == len(ws_early),
+                     "the websocket rows released by --rest-wait")
+            with open(workdir / "cap" / "rest-0001.jsonl", "ab") as handle:
+                handle.write(rest[held])  # late, and the last line of either file
+            seen.append(wait_for(lambda: (status := read_status(out)) and status["follow"]["rest_rows_compared_late"]
+                                 and status, "the late row counted"))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=recorder)
+    thread.start()
+    result = follow(_config(exit_when_idle=5.0), log=lambda message: None)
+    thread.join(TIMEOUT)
+    assert not errors, errors
+    assert result.outcome is not None
+    assert seen[0]["state"] == "following", "counted while following, not only by the exit"
+    assert seen[0]["follow"]["rest_rows_compared_late_first"] == [f"cap/rest-0001.jsonl:{held + 1}"]
+    batch = _run(workdir)
+    assert (out / OUTPUTS[0]).read_bytes() == (batch / OUTPUTS[0]).read_bytes()
+    assert _manifest_core(out / OUTPUTS[2]) == _manifest_core(batch / OUTPUTS[2])
+
+
 def test_a_restart_after_a_late_rest_row_resumes(workdir: Path) -> None:
     """A state whose counters locate a late REST row: the restart names it in ``status.json`` before
     reading reaches its file again (its first status used to raise IndexError, at every start)."""
