@@ -279,6 +279,10 @@ def _follow(args: argparse.Namespace) -> int:
         price_evidence_seconds=args.price_evidence_seconds,
         manifest_10bc=_optional(args.manifest_10bc, batch.DEFAULT_10BC_MANIFEST),
         orchestrator_review=_optional(args.orchestrator_review, batch.DEFAULT_ORCHESTRATOR_REVIEW))
+    # follow handles SIGINT/SIGTERM while it runs; before and after that (it has published by then)
+    # they are ignored: a second signal while it winds down must not kill it with a traceback
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     result = follow(config)
     if result.outcome is None:
         return EXIT_INPUT

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import glob
+import hashlib
 import itertools
 import json
 import math
@@ -903,11 +904,11 @@ class Follower:
                                     if saved["config"].get(key) != now.get(key))
                 raise UsageError(f"the state in {self.state.path} was made with other flags: {changed}; "
                                  "use the same flags or a new --state directory")
-            made_with = saved.get("manifest_10b_sha256")
-            if made_with is not None and made_with != self.m10b.sha256:
-                raise UsageError(f"the 10B manifest {config.manifest_10b} changed since the state in {self.state.path} "
-                                 "was made (the rows published so far carry its market labels); put it back as it "
-                                 "was, or use a new --state directory")
+            made_with = saved.get("market_labels")
+            if made_with is not None and made_with != _labels_digest(self.m10b):
+                raise UsageError(f"the market labels of the 10B manifest {config.manifest_10b} changed since the state "
+                                 f"in {self.state.path} was made (the rows published so far carry them); put them "
+                                 "back as they were, or use a new --state directory")
             self.pipeline = saved["pipeline"]
             self.pipeline.rest_wait = config.rest_wait
             analysis = self.pipeline.session.analysis
@@ -1018,7 +1019,7 @@ class Follower:
             "format": STATE_FORMAT, "config": self.config.identity(), "pipeline": pipeline, "tails": tails,
             "segments": self.segments, "index_bytes": self.index_bytes, "rows_spool_bytes": self.rows_spool_bytes,
             "flushes": self.flushes, "decoder_fallbacks": decoders._fallbacks[0],
-            "records_published": self.records_published, "manifest_10b_sha256": self.m10b.sha256,
+            "records_published": self.records_published, "market_labels": _labels_digest(self.m10b),
         }, protocol=pickle.HIGHEST_PROTOCOL)
         status["state_bytes"] = len(state)
         return Snapshot(segment, rows, divergence, references, member, state, status, summary, index_line, sync)
@@ -1090,12 +1091,18 @@ class Follower:
         with self._signal_scope:
             try:
                 receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
-                with receiver as signals:
-                    task_status.started()
-                    for signum in self.early_signals:  # (later ones come to the receiver)
-                        self._on_signal(signum)
-                    async for signum in signals:
-                        self._on_signal(signum)
+                try:
+                    with receiver as signals:
+                        task_status.started()
+                        for signum in self.early_signals:  # (later ones come to the receiver)
+                            self._on_signal(signum)
+                        async for signum in signals:
+                            self._on_signal(signum)
+                finally:
+                    # Closing the receiver put the default handlers back, which end the process: the
+                    # outputs are published by now, so until follow() returns a signal changes nothing.
+                    for signum in (signal.SIGINT, signal.SIGTERM):
+                        signal.signal(signum, signal.SIG_IGN)
             except (NotImplementedError, ValueError, RuntimeError):
                 # No signal handling here (not the main thread, or a platform without it).
                 task_status.started()
@@ -1249,6 +1256,12 @@ class Follower:
         final = self._final_pipeline()
         try:
             outcome = self._publish_final(final, ws_end, rest_end)
+        except (StreamerError, OSError) as exc:  # (reported by the command line; the status says it too)
+            try:
+                self._stopped_status(None, None, error=str(exc))
+            except OSError:
+                pass
+            raise
         finally:
             final.session.close()
             shutil.rmtree(self.state.final_work, ignore_errors=True)
@@ -1277,6 +1290,12 @@ class Follower:
         return live
 
     def _publish_final(self, final: Pipeline, ws_end: FileEnd | None, rest_end: FileEnd | None) -> batch.Outcome:
+        config = self.config
+        m10b = read_manifest(config.manifest_10b, batch.MANIFEST_KEYS)  # (first: a refusal writes nothing)
+        if _labels_digest(m10b) != _labels_digest(self.m10b):  # the manifest's file list may change, not its labels
+            raise InputError(f"the market labels of the 10B manifest {config.manifest_10b} changed while follow ran "
+                             "(the rows carry those it had at the start); put them back as they were, then start "
+                             "follow again")
         if ws_end is not None:
             final.feed_ws(ws_end)
         if rest_end is not None:
@@ -1286,7 +1305,6 @@ class Follower:
         ws_names = names_now.names["w"]
         single = len(final.ws_files) <= 1
         names = Names(ws_names, names_now.names["r"], single_ws=single)
-        config = self.config
         temp_manifest = self.out / f".{MANIFEST_NAME}.follow-tmp"
         run_config = config.run_config(temp_manifest)
         ws_copies, rest_copies = self.tails["ws"].compressed_copies, self.tails["rest"].compressed_copies
@@ -1310,10 +1328,6 @@ class Follower:
         context_limit, evidence_seconds, _ws, comparison_names = analysis.args
         # An exact recomputation (a second engine) reads the final rows file: real names there.
         analysis.args = (context_limit, evidence_seconds, [stats.name for stats in ws_inputs], comparison_names)
-        m10b = read_manifest(config.manifest_10b, batch.MANIFEST_KEYS)
-        if m10b.sha256 != self.m10b.sha256:  # the outputs would name one manifest and carry another's labels
-            raise InputError(f"the 10B manifest {config.manifest_10b} changed while follow ran (the rows carry the "
-                             "market labels it had at the start); put it back as it was, then start follow again")
         optional = batch.optional_manifests(run_config)
         problems = named_problems(final.problems, names)
         extra_fields = {"follow": {**final.follow_counters(), "state": str(self.state.path),
@@ -1328,7 +1342,7 @@ class Follower:
         outcome.written["manifest"] = final_manifest
         return outcome  # (the command line prints its problems, once, as every command does)
 
-    def _stopped_status(self, outcome: batch.Outcome | None, final: Pipeline | None) -> None:
+    def _stopped_status(self, outcome: batch.Outcome | None, final: Pipeline | None, error: str | None = None) -> None:
         status_path = self.out / STATUS_NAME
         try:
             status = json.loads(status_path.read_text())
@@ -1336,6 +1350,8 @@ class Follower:
             status = self._status(True, 0)
         status["state"] = "stopped"
         status["stop_reason"] = self.stop_reason
+        if error is not None:
+            status["final_error"] = error
         status["updated_at_utc"] = iso_z()
         if outcome is not None:
             status["final_outputs"] = {name: str(path) for name, path in sorted(outcome.written.items())}
@@ -1344,6 +1360,12 @@ class Follower:
             status["final_totals"] = final.totals()
             status["final_follow"] = _named_counters(final, self.publisher.names())
         write_atomic(status_path, _json_bytes(status))
+
+
+def _labels_digest(m10b: Any) -> str:
+    """A digest of the market labels a 10B manifest gives the rows (its file list aside). Cost: O(tokens)."""
+    labels = json.dumps(markets_by_token(m10b), sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(labels.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _named_counters(pipeline: Pipeline, names: Names) -> dict[str, Any]:

@@ -346,6 +346,32 @@ def test_signal_finishes_and_publishes(tmp_path: Path, capture: Capture, signum:
     assert status is not None and status["stop_reason"] == signal.Signals(signum).name
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_while_winding_down_are_ignored(tmp_path: Path, capture: Capture, signum: int) -> None:
+    """After the first signal, more of them (every few milliseconds until the process ends) change
+    nothing: exit 0 with the outputs. (A second one in the last tenth of a second used to kill it.)"""
+    recorder = Recorder(tmp_path, capture)
+    recorder.manifest()
+    recorder.finish()
+    out = tmp_path / "out"
+    proc = start_follow(tmp_path)
+    ws_rows = sum(1 for line in capture.ws if line.strip())
+    wait_for(lambda: (status := read_status(out)) and status["totals"]["websocket_rows"] == ws_rows,
+             "every websocket row processed")
+    proc.send_signal(signum)
+    while proc.poll() is None:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:  # (ended between the poll and the signal)
+            break
+        time.sleep(0.003)
+    code, _stdout = finish(proc, tmp_path)
+    log = (tmp_path / "follow.log").read_text()
+    assert code == 0, log
+    assert "Traceback" not in log
+    assert_same_as_run(out, run_reference(tmp_path))
+
+
 def test_comparison_visible_within_flush_interval_and_poll(tmp_path: Path, capture: Capture) -> None:
     """Once the websocket passes a checkpoint, its comparison rows reach a published segment promptly."""
     recorder = Recorder(tmp_path, capture)

@@ -308,9 +308,10 @@ def test_a_state_is_used_by_one_follower_at_a_time(workdir: Path) -> None:
     assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
 
 
-def test_a_changed_10b_manifest_is_refused_at_restart_and_at_exit(workdir: Path) -> None:
-    """The manifest labels the rows: rows published with one manifest and final outputs naming
-    another would match no ``run``, so follow refuses a manifest changed since its state was made."""
+def test_changed_market_labels_are_refused_at_restart_and_at_exit(workdir: Path) -> None:
+    """The 10B manifest labels the rows: rows published with one set of labels and final outputs
+    with another would match no ``run``, so follow refuses labels changed since its state was made.
+    A recorder rewriting only the manifest's file list (as it rotates) changes no label: accepted."""
     ws, rest, source = _capture(workdir, ws_lines=300)
     (workdir / "cap").mkdir()
     (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
@@ -319,10 +320,14 @@ def test_a_changed_10b_manifest_is_refused_at_restart_and_at_exit(workdir: Path)
     manifest = workdir / "cap" / "manifest_10b.json"
     original = manifest.read_bytes()
     assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
+    rotated = json.loads(original)
+    rotated["output_files"].append({"path": "cap/ws-0002.jsonl", "kind": "raw_websocket_messages"})
+    manifest.write_text(json.dumps(rotated, indent=1))
+    assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
     relabelled = json.loads(original)
     relabelled["markets"][0]["market_slug"] = "renamed"
     manifest.write_text(json.dumps(relabelled))
-    with pytest.raises(UsageError, match="manifest_10b.json changed since the state"):
+    with pytest.raises(UsageError, match="market labels of the 10B manifest .* changed since the state"):
         follow(_config(exit_when_idle=0.5), log=lambda message: None)
     manifest.write_bytes(original)
     assert follow(_config(exit_when_idle=0.5), log=lambda message: None).outcome is not None
@@ -330,8 +335,10 @@ def test_a_changed_10b_manifest_is_refused_at_restart_and_at_exit(workdir: Path)
     from streamer.follow import Follower
 
     finish = Follower.finish
+    out = workdir / "out"
+    published = {name: (out / name).read_bytes() for name in OUTPUTS}
 
-    def relabel_then_finish(self: Follower) -> Any:  # the manifest edited while follow runs
+    def relabel_then_finish(self: Follower) -> Any:  # the labels edited while follow runs
         manifest.write_text(json.dumps(relabelled))
         return finish(self)
 
@@ -339,6 +346,9 @@ def test_a_changed_10b_manifest_is_refused_at_restart_and_at_exit(workdir: Path)
         patch.setattr(Follower, "finish", relabel_then_finish)
         with pytest.raises(InputError, match="changed while follow ran"):
             follow(_config(exit_when_idle=0.5), log=lambda message: None)
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == published, "a refused exit writes nothing"
+    status = read_status(out)
+    assert status["state"] == "stopped" and "changed while follow ran" in status["final_error"]
 
 
 def test_temporary_files_a_kill_left_are_removed_at_start(workdir: Path) -> None:
