@@ -269,6 +269,7 @@ class FollowMachine(RuleBasedStateMachine):
     @rule()
     def save(self) -> None:
         self.saved = (self.tailer.snapshot(self.cursor), len(self.consumed), self.cursor)
+        self.saved_names = self.tailer.names()
 
     @precondition(lambda self: self.saved is not None)
     @rule()
@@ -278,6 +279,9 @@ class FollowMachine(RuleBasedStateMachine):
         self.tailer.close()
         event(f"restart at line {min(cursor[1], 1)}+ of a file")
         self.tailer = self._tailer(state)
+        # Before any read, the files keep the numbers and names they had when the state was saved
+        # (status.json names the files of saved locations at once).
+        assert self.tailer.names() == self.saved_names
         del self.consumed[consumed:]
         self.cursor = cursor
 
