@@ -207,6 +207,9 @@ def _rows(inputs: list[InputStats], problems: InputProblems, progress: Progress 
         line_number = 0
         base = file_index * LINE_SPAN
         limit = stats.line_limit
+        if limit == 0:  # a read after the first, of a file that gave no line (follow: one that vanished)
+            problems.add_truncation(stats)
+            continue
         for batch in read_batches(stats.path, stats):
             if limit is not None and line_number + len(batch) >= limit:
                 batch = batch[:limit - line_number]  # (what is beyond was not in the first read)

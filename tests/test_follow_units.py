@@ -557,6 +557,12 @@ def test_reads_after_the_first_stop_at_the_line_follow_reached(workdir: Path, co
 
     end = FileEnd(0, str(path), path.stat().st_size, None, compress, None, limit)
     assert _input_stats(end, Names([str(path)], [], single_ws=True), "raw_websocket_messages", {}).line_limit == limit
+    # A file that vanished before follow read it gave no line: its re-reads open nothing (the exit
+    # failed with "cannot read" when a replay or a second pass was needed)
+    gone = InputStats(workdir / "vanished.jsonl", "vanished", "raw_websocket_messages")
+    gone.line_limit = 0
+    again = [row[:2] for _key, row, _value, _raw in batch.iter_ws_rows_again([gone, described])]
+    assert again == [(1, line) for line in range(1, min(limit, 10) + 1)]
 
 
 def test_no_comparison_row_at_all_equals_run(workdir: Path) -> None:
