@@ -573,7 +573,7 @@ class Tailer:
         self._note(f"{entry.name}: truncated and rewritten after {reader.raw_pos} bytes were read "
                    "(copytruncate?); its new content is read from its start as a new file")
         reason = (f"truncated after {reader.raw_pos} bytes were read (copytruncate?); "
-                  "lines written after the last read before the truncation were lost")
+                  "lines written after the last read and before the truncation, if any, were lost")
         self._close(reader, items, reason, use_partial=False)
         self._requeue_new_content(entry, st)
 
