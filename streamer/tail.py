@@ -303,7 +303,8 @@ class Tailer:
                     self.counters["late_bytes"] += grown
                     self._note(f"{name}: {grown} bytes written after it was finished (not read)")
             for name, st in new:
-                self._admit(name, st, start)
+                if not self._compression_under_way(name):
+                    self._admit(name, st, start)
             self.last_scan = start
 
     def _still(self, entry: FileEntry, name: str, st: os.stat_result) -> bool:
@@ -339,6 +340,18 @@ class Tailer:
         if self.queue:
             return self.queue[-1].name
         return self.entries[-1].name if self.entries else None
+
+    def _compression_under_way(self, name: str) -> bool:
+        """Whether ``name`` is ``X.gz`` for a waiting file ``X`` that still exists while the gzip
+        content is shorter than a fingerprint: ``gzip X`` still writing. Admitted at a later scan,
+        once its content tells whether it is X compressed (then read in X's place), not now as a
+        new file after the queue. Cost: a stat and a 4 KiB inflate, only for such names."""
+        if not name.endswith(".gz"):
+            return False
+        original = name[:-3]
+        if not any(entry.name == original for entry in self.queue):
+            return False
+        return os.path.exists(original) and _content_head(name) is None
 
     def _admit(self, name: str, st: os.stat_result, now: float) -> None:
         key = (st.st_dev, st.st_ino)

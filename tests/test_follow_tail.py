@@ -412,6 +412,34 @@ def test_a_file_compressed_after_follow_read_it_is_never_read_twice(tmp_path: Pa
         tailer.close()
 
 
+def test_a_waiting_file_found_while_gzip_writes_its_copy_is_read_in_its_place(tmp_path: Path) -> None:
+    """``gzip ws-0002.jsonl`` seen half-way (the .gz shorter than a fingerprint, the original still
+    there): the .gz waits for a later scan, then takes the original's place. (It was read as a new
+    file after the queue, out of order, and the original counted as vanished.)"""
+    clock = Clock()
+    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, 15))
+    (tmp_path / "ws-0003.jsonl").write_bytes(_lines(18, 2))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)  # ws-0001 (not finished yet: rotate-wait)
+        compressed = gzip.compress(waiting.read_bytes(), mtime=0)
+        copy = tmp_path / "ws-0002.jsonl.gz"
+        copy.write_bytes(compressed[:10])  # gzip has written its header only
+        tailer.scan()
+        assert [entry.name for entry in tailer.queue] == [str(waiting), str(tmp_path / "ws-0003.jsonl")]
+        copy.write_bytes(compressed)
+        waiting.unlink()
+        read += _settle(tailer, clock)
+        assert read == list(range(20))
+        assert tailer.counters["compressed_copies_read_instead"] == 1
+        assert not tailer.counters["vanished_files"] and not tailer.counters["out_of_order_files"]
+    finally:
+        tailer.close()
+
+
 def test_a_waiting_file_compressed_is_read_in_its_place_once(tmp_path: Path) -> None:
     """A file still waiting behind an older one when the recorder compresses it: the .gz takes its
     place in the stream (the original, gone, is not counted as lost); after a restart whose cursor
