@@ -82,6 +82,8 @@ SEGMENT_ROWS_BYTES = 32 << 20
 READ_THREADS = 4
 #: REST rows compared late, listed with file:line (the count is complete).
 LATE_LOCATIONS = 20
+#: Seconds between two looks at the signals recorded (a stop starts at most this late).
+SIGNAL_POLL = 0.05
 
 
 # -- file names and their placeholders ------------------------------------------------------
@@ -851,10 +853,10 @@ class Follower:
     """
 
     def __init__(self, config: FollowConfig, *, clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], None] | None = None, early_signals: list[int] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, signals: list[int] | None = None) -> None:
         config.check()
-        #: SIGINT/SIGTERM received before :meth:`run` could handle them (while the state loads)
-        self.early_signals = early_signals if early_signals is not None else []
+        #: SIGINT/SIGTERM as :func:`follow`'s handlers record them, from before the state loads
+        self.signals = signals if signals is not None else []
         self.config = config
         self.clock = clock
         self.log = log or (lambda message: print(f"streamer follow: {message}", file=sys.stderr, flush=True))
@@ -1088,25 +1090,17 @@ class Follower:
                 self._signal_scope.cancel()
 
     async def _signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # The handlers only record (see follow()); this task acts on what they recorded. An anyio
+        # signal receiver would put the default handlers back when it closes, and a signal in
+        # that moment would end the process after the outputs were published.
         with self._signal_scope:
-            try:
-                receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
-                try:
-                    with receiver as signals:
-                        task_status.started()
-                        for signum in self.early_signals:  # (later ones come to the receiver)
-                            self._on_signal(signum)
-                        async for signum in signals:
-                            self._on_signal(signum)
-                finally:
-                    # Closing the receiver put the default handlers back, which end the process: the
-                    # outputs are published by now, so until follow() returns a signal changes nothing.
-                    for signum in (signal.SIGINT, signal.SIGTERM):
-                        signal.signal(signum, signal.SIG_IGN)
-            except (NotImplementedError, ValueError, RuntimeError):
-                # No signal handling here (not the main thread, or a platform without it).
-                task_status.started()
-                await anyio.sleep_forever()
+            task_status.started()
+            handled = 0
+            while True:
+                while handled < len(self.signals):
+                    self._on_signal(self.signals[handled])
+                    handled += 1
+                await anyio.sleep(SIGNAL_POLL)
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -1421,10 +1415,10 @@ def follow(config: FollowConfig, *, log: Callable[[str], None] | None = None) ->
     :raises OSError: when an output or the state cannot be written.
     """
     _limit_malloc_arenas()
-    early: list[int] = []
-    previous = _record_signals(early)  # until run() handles them: loading a large state takes a while
+    received: list[int] = []
+    previous = _record_signals(received)  # from before the state loads (it may take a while) to the end
     try:
-        follower = Follower(config, log=log, early_signals=early)
+        follower = Follower(config, log=log, signals=received)
     except BaseException:
         _restore_signals(previous)
         raise
@@ -1446,7 +1440,8 @@ def follow(config: FollowConfig, *, log: Callable[[str], None] | None = None) ->
 def _record_signals(received: list[int]) -> dict[int, Any]:
     """Make SIGINT and SIGTERM append to ``received``; return the handlers they had.
 
-    Outside the main thread (no signal handling there) nothing changes. Cost: O(1). Raises nothing.
+    Outside the main thread (no signal handling there) nothing changes: such a follower stops
+    only when idle or through :meth:`Follower.stop`. Cost: O(1). Raises nothing.
     """
     previous: dict[int, Any] = {}
     try:
