@@ -861,6 +861,7 @@ class Follower:
         self.clock = clock
         self.log = log or (lambda message: print(f"streamer follow: {message}", file=sys.stderr, flush=True))
         self.m10b = read_manifest(config.manifest_10b, batch.MANIFEST_KEYS)
+        self.market_labels = _labels_digest(self.m10b)  #: what the rows carry of the manifest (saved, checked)
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.state = StateDir(config.state_dir)
@@ -907,7 +908,7 @@ class Follower:
                 raise UsageError(f"the state in {self.state.path} was made with other flags: {changed}; "
                                  "use the same flags or a new --state directory")
             made_with = saved.get("market_labels")
-            if made_with is not None and made_with != _labels_digest(self.m10b):
+            if made_with is not None and made_with != self.market_labels:
                 raise UsageError(f"the market labels of the 10B manifest {config.manifest_10b} changed since the state "
                                  f"in {self.state.path} was made (the rows published so far carry them); put them "
                                  "back as they were, or use a new --state directory")
@@ -1021,7 +1022,7 @@ class Follower:
             "format": STATE_FORMAT, "config": self.config.identity(), "pipeline": pipeline, "tails": tails,
             "segments": self.segments, "index_bytes": self.index_bytes, "rows_spool_bytes": self.rows_spool_bytes,
             "flushes": self.flushes, "decoder_fallbacks": decoders._fallbacks[0],
-            "records_published": self.records_published, "market_labels": _labels_digest(self.m10b),
+            "records_published": self.records_published, "market_labels": self.market_labels,
         }, protocol=pickle.HIGHEST_PROTOCOL)
         status["state_bytes"] = len(state)
         return Snapshot(segment, rows, divergence, references, member, state, status, summary, index_line, sync)
@@ -1286,7 +1287,7 @@ class Follower:
     def _publish_final(self, final: Pipeline, ws_end: FileEnd | None, rest_end: FileEnd | None) -> batch.Outcome:
         config = self.config
         m10b = read_manifest(config.manifest_10b, batch.MANIFEST_KEYS)  # (first: a refusal writes nothing)
-        if _labels_digest(m10b) != _labels_digest(self.m10b):  # the manifest's file list may change, not its labels
+        if _labels_digest(m10b) != self.market_labels:  # the manifest's file list may change, not its labels
             raise InputError(f"the market labels of the 10B manifest {config.manifest_10b} changed while follow ran "
                              "(the rows carry those it had at the start); put them back as they were, then start "
                              "follow again")

@@ -116,3 +116,15 @@ def test_bench_stages_tiny(tmp_path: Path) -> None:
     assert [row["stage"] for row in rows] == ["read", "rest parse", "rest compare", "apply", "join"]
     # shares are printed to 3 significant digits: five of them may round off by up to 0.005 each
     assert abs(sum(float(row["share"]) for row in rows) - 1) <= 0.025
+
+
+def test_bench_rest_levels_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "rest-levels.csv"
+    done = run("bench_rest_levels.py", "--lines", "1500", "--markets", "3", "--rest-interval", "5", "--rest-lines", "3",
+               "--limits", "64,16384", "--repeats", "1", "--work-dir", str(tmp_path / "work"), "--csv", str(out))
+    assert done.stdout.splitlines()[0].split() == ["workload", "us_per_level", "levels"]
+    _comments, rows = csv_rows(out.read_text())
+    assert [row["workload"] for row in rows] == [
+        "touch, alone", "touch, between work", "parse_levels, alone", "parse_levels, between work",
+        "parse_levels in reconstruct, cache limit 64", "parse_levels in reconstruct, cache limit 16384"]
+    assert all(int(row["levels"]) > 0 for row in rows)

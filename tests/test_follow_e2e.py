@@ -325,17 +325,23 @@ def test_kill_9_in_the_middle_then_restart_equals_run(tmp_path: Path, capture: C
     assert status is not None and status["state"] == "stopped" and status["stop_reason"] == "idle"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_finishes_and_publishes(tmp_path: Path, capture: Capture, signum: int) -> None:
-    """SIGTERM or SIGINT: the batch in hand is finished, the four outputs published, exit 0."""
+def _follow_a_finished_capture(tmp_path: Path, capture: Capture) -> subprocess.Popen[bytes]:
+    """A follow over a capture already written whole, once it has processed every websocket row."""
     recorder = Recorder(tmp_path, capture)
     recorder.manifest()
     recorder.finish()
-    out = tmp_path / "out"
     proc = start_follow(tmp_path)
     ws_rows = sum(1 for line in capture.ws if line.strip())
-    wait_for(lambda: (status := read_status(out)) and status["totals"]["websocket_rows"] == ws_rows,
+    wait_for(lambda: (status := read_status(tmp_path / "out")) and status["totals"]["websocket_rows"] == ws_rows,
              "every websocket row processed")
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_finishes_and_publishes(tmp_path: Path, capture: Capture, signum: int) -> None:
+    """SIGTERM or SIGINT: the batch in hand is finished, the four outputs published, exit 0."""
+    out = tmp_path / "out"
+    proc = _follow_a_finished_capture(tmp_path, capture)
     proc.send_signal(signum)
     code, _stdout = finish(proc, tmp_path)
     assert code == 0, (tmp_path / "follow.log").read_text()
@@ -350,14 +356,8 @@ def test_signal_finishes_and_publishes(tmp_path: Path, capture: Capture, signum:
 def test_signals_while_winding_down_are_ignored(tmp_path: Path, capture: Capture, signum: int) -> None:
     """After the first signal, more of them (every few milliseconds until the process ends) change
     nothing: exit 0 with the outputs. (A second one in the last tenth of a second used to kill it.)"""
-    recorder = Recorder(tmp_path, capture)
-    recorder.manifest()
-    recorder.finish()
     out = tmp_path / "out"
-    proc = start_follow(tmp_path)
-    ws_rows = sum(1 for line in capture.ws if line.strip())
-    wait_for(lambda: (status := read_status(out)) and status["totals"]["websocket_rows"] == ws_rows,
-             "every websocket row processed")
+    proc = _follow_a_finished_capture(tmp_path, capture)
     proc.send_signal(signum)
     while proc.poll() is None:
         try:
