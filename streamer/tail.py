@@ -11,7 +11,9 @@ The rules (the README's "streamer follow" section states them for users):
 - **Identity.** A file is its device and inode, checked against a *fingerprint* (the sha256 of
   its first :data:`FINGERPRINT_SIZE` bytes, or of all of them while it is shorter). A known
   identity under a new name is a rename: the file keeps its place and its cursor and is never
-  read twice. A known inode whose first bytes changed is a new file (the inode was reused). A
+  read twice. A known inode whose first bytes changed is a new file (the inode was reused); when
+  the known file was still waiting and the inode shows up under another name (or shorter), the
+  known file was deleted before follow read it and is counted as vanished when reading reaches it. A
   new inode whose first :data:`FINGERPRINT_SIZE` bytes equal a known file's is a copy of it
   (``copytruncate``'s copy) and is ignored. A new gzip file whose *content* starts with a known
   file's first :data:`FINGERPRINT_SIZE` bytes is that file compressed after rotation (``gzip
@@ -187,9 +189,17 @@ def _fingerprint(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
         return None
 
 
-def _content_head(path: str) -> bytes | None:
-    """The first :data:`FINGERPRINT_SIZE` bytes of a gzip file's content, across members; None when
-    it is not gzip, holds fewer yet, or its start is corrupt."""
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _content_head(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
+    """The first ``length`` bytes of a gzip file's content, across members; None when it is not
+    gzip, holds fewer yet, or its start is corrupt."""
     out = b""
     try:
         with open(path, "rb") as handle:
@@ -197,8 +207,8 @@ def _content_head(path: str) -> bytes | None:
             if data[:2] != GZIP_MAGIC:
                 return None
             inflater = zlib.decompressobj(31)
-            while data and len(out) < FINGERPRINT_SIZE:
-                out += inflater.decompress(data, FINGERPRINT_SIZE - len(out))
+            while data and len(out) < length:
+                out += inflater.decompress(data, length - len(out))
                 if inflater.eof:  # the next member
                     data = inflater.unused_data
                     inflater = zlib.decompressobj(31)
@@ -208,7 +218,7 @@ def _content_head(path: str) -> bytes | None:
                     data = handle.read(READ_SIZE)
     except (OSError, zlib.error):
         return None
-    return out if len(out) == FINGERPRINT_SIZE else None
+    return out if len(out) == length else None
 
 
 class Tailer:
@@ -243,7 +253,9 @@ class Tailer:
         self._by_fingerprint: dict[bytes, FileEntry] = {}
         #: first-4-KiB fingerprints of waiting files found rewritten, by the file (see :meth:`_still`)
         self._rewritten: dict[bytes, FileEntry] = {}
-        self._copies: dict[tuple[int, int], str] = {}
+        #: files never to read (copies of known files), by identity: (name, size, head length, head sha256)
+        #: as last seen, so that a new file that takes a deleted copy's inode is told apart
+        self._copies: dict[tuple[int, int], tuple[str, int, int, bytes]] = {}
         #: original name -> name of its gzip copy (read again at exit in place of a deleted original)
         self.compressed_copies: dict[str, str] = {}
         self._reader: _Reader | None = None
@@ -275,11 +287,12 @@ class Tailer:
                 key = (st.st_dev, st.st_ino)
                 entry = self._by_id.get(key)
                 if entry is not None and not self._still(entry, name, st):
-                    self._note(f"{entry.name}: inode reused by {name}; it is a new file")
+                    gone = " (deleted before follow read it)" if entry.state == PENDING else ""
+                    self._note(f"{entry.name}{gone}: inode reused by {name}; it is a new file")
                     del self._by_id[key]
                     entry = None
                 if entry is None:
-                    if key not in self._copies:
+                    if not self._ignored(key, name, st):
                         new.append((name, st))
                     continue
                 if entry.name != name:
@@ -310,18 +323,25 @@ class Tailer:
     def _still(self, entry: FileEntry, name: str, st: os.stat_result) -> bool:
         """Whether a known inode still holds the known file (checked when its name or size changed).
 
-        Only a finished file can lose its identity here (its inode reused by a new file). A file
-        not opened yet whose first bytes changed is still the same place in the stream: it is read
-        as it is now (its fingerprint is dropped), unless part of it was consumed before a
-        restart (then opening it tells); the file being read is watched by the reader itself.
+        A finished file loses its identity here when its first bytes changed (its inode reused by
+        a new file); so does a file not opened yet that appears under another name with other
+        first bytes, or shorter than it was: it was deleted and the next file took its inode
+        (ext4 reuses them), and it is counted as vanished when reading reaches it. A file not
+        opened yet whose first bytes changed under its own name is still the same place in the
+        stream: it is read as it is now (its fingerprint is dropped), unless part of it was
+        consumed before a restart (then opening it tells); the file being read is watched by the
+        reader itself.
         """
-        if entry.state == OPEN or not entry.fp_len:
+        if entry.state == OPEN:
             return True
         if name == entry.name and st.st_size >= entry.size_seen:
             return True
+        renamed_waiting = name != entry.name and entry.state == PENDING
+        if not entry.fp_len:  # (shorter than a fingerprint when seen: its size is all there is to compare)
+            return not (renamed_waiting and st.st_size < entry.size_seen)
         head = _fingerprint(name, entry.fp_len)
         same = head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
-        if same or entry.state == FINISHED:
+        if same or entry.state == FINISHED or renamed_waiting:
             return same
         if not entry.skip:
             # Rewritten before any of it was read (copytruncate of a file still waiting): a copy
@@ -364,7 +384,7 @@ class Tailer:
             original = self._by_fingerprint.get(sha)
             place = self._place_of_earlier_content(sha, name, "copies_read_first", "")
             if place == len(self.queue) and original is not None:
-                self._copies[key] = original.name
+                self._ignore(key, name)
                 self.counters["copies_ignored"] += 1
                 self._note(f"{name}: a copy of {original.name} (same first {FINGERPRINT_SIZE} bytes); ignored")
                 return
@@ -381,7 +401,8 @@ class Tailer:
             # Compressed before follow opened it: the copy takes its place (and its skip).
             place = self.queue.index(original)
             self.queue.remove(original)
-            self._copies[(original.dev, original.ino)] = name  # (if the original stays, it is ignored)
+            self._copies[(original.dev, original.ino)] = (  # (if the original stays, it is ignored)
+                original.name, original.size_seen, original.fp_len, original.fp_sha)
             self._by_id.pop((original.dev, original.ino), None)
             self._drop_fingerprint(original)
             self.counters["compressed_copies_read_instead"] += 1
@@ -411,6 +432,33 @@ class Tailer:
                    "read before it")
         return self.queue.index(rewritten)
 
+    def _ignore(self, key: tuple[int, int], name: str) -> None:
+        """Record the file ``name`` (identity ``key``) as a copy never to read, with its first bytes."""
+        head = _fingerprint(name) or b""
+        try:
+            size = os.stat(name).st_size
+        except OSError:
+            size = len(head)
+        self._copies[key] = (name, size, len(head), hashlib.sha256(head).digest())
+
+    def _ignored(self, key: tuple[int, int], name: str, st: os.stat_result) -> bool:
+        """Whether ``name`` is a copy recorded by :meth:`_ignore`. A changed name or size is checked
+        against the copy's first bytes: other bytes mean the copy was deleted and a new file took
+        its inode (ext4 reuses them), read as new. Cost: O(1); a 4 KiB read when it changed."""
+        ignored = self._copies.get(key)
+        if ignored is None:
+            return False
+        known_name, size, head_len, head_sha = ignored
+        if (name == known_name and st.st_size == size) or not head_len:
+            return True
+        head = _fingerprint(name, head_len)
+        if head is not None and len(head) == head_len and hashlib.sha256(head).digest() == head_sha:
+            self._copies[key] = (name, st.st_size, head_len, head_sha)
+            return True
+        del self._copies[key]
+        self._note(f"{name}: a new file in the inode of {known_name}, a copy never read")
+        return False
+
     def _compressed_original(self, name: str) -> FileEntry | None:
         """The known file whose content a gzip file ``name`` starts with, or None."""
         content = _content_head(name)
@@ -421,7 +469,7 @@ class Tailer:
         or was read. Then it is recorded as a copy, never read."""
         if not (original.state == OPEN or original.finished_size is not None):
             return False
-        self._copies[key] = original.name
+        self._ignore(key, name)
         self.compressed_copies[original.name] = name
         self.counters["compressed_copies_ignored"] += 1
         self._note(f"{name}: {original.name} compressed (same content); ignored, never read twice")
@@ -508,20 +556,18 @@ class Tailer:
             items.append(CaughtUp(at))
 
     def _open(self, entry: FileEntry, items: list[Item]) -> _Reader | None:
-        try:
-            handle = open(entry.name, "rb")
-        except OSError:
+        handle = self._open_under_name(entry)
+        if handle is None and self._take_a_copy(entry):
+            handle = self._open_under_name(entry)
+        if handle is None:
             return self._vanished(entry, items, "file vanished before follow read it")
-        st = os.fstat(handle.fileno())
-        if (st.st_dev, st.st_ino) != (entry.dev, entry.ino):
-            handle.close()
-            return self._vanished(entry, items, "file vanished before follow read it (its name holds another file)")
         if entry.fp_len:
             head = os.pread(handle.fileno(), entry.fp_len, 0)
             if hashlib.sha256(head).digest() != entry.fp_sha:
                 if not entry.skip:
                     self._drop_fingerprint(entry)  # rewritten before any of it was consumed: read it as it is
                 else:
+                    st = os.fstat(handle.fileno())
                     handle.close()
                     self.counters["replaced_files"] += 1
                     self._note(f"{entry.name}: its content was replaced while follow was not reading it")
@@ -533,6 +579,62 @@ class Tailer:
         entry.skip = 0
         self._reader = reader
         return reader
+
+    def _open_under_name(self, entry: FileEntry) -> IO[bytes] | None:
+        """``entry``'s file, opened by its name: None when the name holds nothing, or another file
+        that is not a copy of it (first bytes other than its fingerprint). A copy there (``cp X
+        X.tmp; mv X.tmp X`` before follow opened X) is read in its place. Raises nothing."""
+        try:
+            handle = open(entry.name, "rb")
+        except OSError:
+            return None
+        st = os.fstat(handle.fileno())
+        key = (st.st_dev, st.st_ino)
+        if key == (entry.dev, entry.ino):
+            return handle
+        if entry.fp_len and hashlib.sha256(os.pread(handle.fileno(), entry.fp_len, 0)).digest() == entry.fp_sha:
+            self._adopt(entry, entry.name, key, "copies_read_instead",
+                        f"{entry.name}: replaced by a copy of itself before follow read it; read from the copy")
+            return handle
+        handle.close()
+        return None
+
+    def _take_a_copy(self, entry: FileEntry) -> bool:
+        """Whether ``entry``, gone before follow opened it, now reads from a copy of it: a copy
+        ignored so far whose first bytes are its fingerprint (the live file copied to a rotated
+        name, then replaced), else ``NAME.gz`` when its content starts with the file's
+        fingerprint, or, without one, holds as many bytes as the file had when seen (gzip deleted
+        the file before a scan saw the finished copy).
+
+        Cost: O(copies ignored) and a stat, plus an inflate of at most :data:`FINGERPRINT_SIZE`
+        bytes. Raises nothing."""
+        for key, (name, _size, head_len, head_sha) in list(self._copies.items()):
+            if entry.fp_len and (head_len, head_sha) == (entry.fp_len, entry.fp_sha) and _identity(name) == key:
+                self._adopt(entry, name, key, "copies_read_instead",
+                            f"{name}: a copy of {entry.name}, which was gone before follow read it; read in its place")
+                return True
+        copy = entry.name + ".gz"
+        key = _identity(copy)
+        if key is None or key in self._by_id or key in self._copies:
+            return False
+        want = entry.fp_len or min(entry.size_seen, FINGERPRINT_SIZE)
+        content = _content_head(copy, want) if want else None
+        if content is None or (entry.fp_len and hashlib.sha256(content).digest() != entry.fp_sha):
+            return False
+        self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
+        self._adopt(entry, copy, key, "compressed_copies_read_instead",
+                    f"{copy}: {entry.name} compressed before follow read it; read in its place")
+        return True
+
+    def _adopt(self, entry: FileEntry, name: str, key: tuple[int, int], counter: str, message: str) -> None:
+        """``entry`` is read from the file ``name`` (identity ``key``), a copy of it."""
+        self._copies.pop(key, None)
+        if self._by_id.get((entry.dev, entry.ino)) is entry:
+            del self._by_id[(entry.dev, entry.ino)]
+        entry.name, (entry.dev, entry.ino) = name, key
+        self._by_id[key] = entry
+        self.counters[counter] += 1
+        self._note(message)
 
     def _vanished(self, entry: FileEntry, items: list[Item], reason: str) -> None:
         self.counters["vanished_files"] += 1
@@ -805,7 +907,8 @@ class Tailer:
             entry.skip = saved["skip"]
             self.queue.append(entry)
             self._by_id[(entry.dev, entry.ino)] = entry
-        self._copies = dict(state.get("copies", {}))
+        self._copies = {key: value if isinstance(value, tuple) else (value, -1, 0, b"")  # (older states: names)
+                        for key, value in state.get("copies", {}).items()}
         self.compressed_copies = dict(state.get("compressed_copies", {}))
         self.counters.update(state.get("counters", {}))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -488,3 +489,182 @@ def test_a_waiting_file_compressed_is_read_in_its_place_once(tmp_path: Path) -> 
         assert resumed.counters["compressed_copies_read_instead"] == 1
     finally:
         resumed.close()
+
+
+def _give_inode(tailer: Tailer, deleted: Path, successor: Path) -> None:
+    """ext4 gives a deleted file's inode to the next file created; simulated (filesystems differ):
+    the tailer's entry of ``deleted`` takes the identity ``successor`` has."""
+    entry = next(entry for entry in tailer.queue if entry.name == str(deleted))
+    del tailer._by_id[(entry.dev, entry.ino)]
+    st = successor.stat()
+    entry.dev, entry.ino = st.st_dev, st.st_ino
+    tailer._by_id[(entry.dev, entry.ino)] = entry
+
+
+@pytest.mark.parametrize("waiting_lines", [15, 3])  # (with a fingerprint; shorter than one)
+def test_a_waiting_file_deleted_whose_inode_the_next_file_takes_is_counted_lost(
+        tmp_path: Path, waiting_lines: int) -> None:
+    """Retention deletes a file follow has not opened yet and the next file takes its inode: the
+    deleted file is counted vanished, the next file read as new. (It was taken for a rename, the
+    deleted file's lines lost without a count.)"""
+    clock = Clock()
+    older, waiting, newer = (tmp_path / f"ws-000{n}.jsonl" for n in (1, 2, 3))
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, waiting_lines))
+    assert (waiting.stat().st_size >= FINGERPRINT_SIZE) == (waiting_lines == 15)
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)  # ws-0001 (not finished: ws-0002 waits)
+        waiting.unlink()
+        newer.write_bytes(_lines(100, 2))
+        _give_inode(tailer, waiting, newer)
+        read += _settle(tailer, clock)
+        assert read == [0, 1, 2, 100, 101]
+        assert tailer.counters["vanished_files"] == 1 and not tailer.counters["renames"]
+        assert [entry.name for entry in tailer.entries] == [str(older), str(waiting), str(newer)]
+    finally:
+        tailer.close()
+
+
+def test_a_waiting_file_renamed_keeps_its_place(tmp_path: Path) -> None:
+    """The other side of the rule above: a waiting file renamed (same inode, same first bytes, as
+    long or longer) is the same file, read once in its place."""
+    clock = Clock()
+    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, 2))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)
+        with open(waiting, "ab") as handle:
+            handle.write(_lines(5, 1))
+        waiting.rename(tmp_path / "ws-0002.jsonl.1")
+        read += _settle(tailer, clock)
+        assert read == list(range(6))
+        assert tailer.counters["renames"] == 1 and not tailer.counters["vanished_files"]
+    finally:
+        tailer.close()
+
+
+@pytest.mark.parametrize("waiting_lines", [15, 3])  # (with a fingerprint; shorter than one)
+def test_a_waiting_file_compressed_between_scans_is_read_from_its_copy(tmp_path: Path, waiting_lines: int) -> None:
+    """``gzip ws-0002.jsonl`` finishes (the original deleted) after the last scan, and reading
+    reaches the file before the next one: the .gz is read in its place, once, in order. (The
+    original was counted vanished and the .gz read later, as a new file out of order.)"""
+    clock = Clock()
+    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, waiting_lines))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)  # ws-0001 (not finished: ws-0002 waits)
+        _compress(waiting)
+        clock.now += ROTATE_WAIT + 1
+        read += _drain(tailer)  # (no scan: ws-0001 finishes, then reading reaches the deleted ws-0002)
+        (tmp_path / "ws-0003.jsonl").write_bytes(_lines(100, 2))
+        read += _settle(tailer, clock)
+        assert read == list(range(3 + waiting_lines)) + [100, 101]
+        assert tailer.counters["compressed_copies_read_instead"] == 1
+        assert not tailer.counters["vanished_files"] and not tailer.counters["out_of_order_files"]
+        assert [entry.name for entry in tailer.entries][1] == str(waiting) + ".gz"
+    finally:
+        tailer.close()
+
+
+def test_a_waiting_file_gone_with_another_gz_beside_it_is_counted_lost(tmp_path: Path) -> None:
+    """The rule above takes ``NAME.gz`` only when its content is the file's: another file under
+    that name does not hide the loss of the deleted one."""
+    clock = Clock()
+    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, 15))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)
+        waiting.unlink()
+        (tmp_path / "ws-0002.jsonl.gz").write_bytes(gzip.compress(_lines(200, 15), mtime=0))
+        clock.now += ROTATE_WAIT + 1
+        read += _drain(tailer)
+        read += _settle(tailer, clock)
+        assert read == [0, 1, 2] + list(range(200, 215))  # (the other .gz: a new file)
+        assert tailer.counters["vanished_files"] == 1 and not tailer.counters["compressed_copies_read_instead"]
+    finally:
+        tailer.close()
+
+
+def test_a_new_file_in_the_inode_of_a_deleted_copy_is_read(tmp_path: Path) -> None:
+    """A compressed copy is ignored (follow read the original); retention deletes it and the next
+    file takes its inode: that file is read. (It was ignored as the copy, its lines lost uncounted.)"""
+    clock = Clock()
+    first = tmp_path / "ws-0001.jsonl"
+    first.write_bytes(_lines(0, 15))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)
+        copy = _compress(first)
+        (tmp_path / "ws-0002.jsonl").write_bytes(_lines(15, 2))
+        read += _settle(tailer, clock)
+        assert tailer.counters["compressed_copies_ignored"] == 1
+        copy.unlink()
+        successor = tmp_path / "ws-0003.jsonl"
+        successor.write_bytes(_lines(100, 2))
+        st = successor.stat()  # ext4 gives the deleted copy's inode to the next file; simulated:
+        [copy_id] = [key for key, ignored in tailer._copies.items() if ignored[0] == str(copy)]
+        tailer._copies[(st.st_dev, st.st_ino)] = tailer._copies.pop(copy_id)
+        read += _settle(tailer, clock)
+        assert read == list(range(17)) + [100, 101]
+    finally:
+        tailer.close()
+
+
+def test_a_waiting_live_file_copied_then_replaced_is_read_from_its_copy(tmp_path: Path) -> None:
+    """"Copy, then replace" rotation of the live file while follow still reads an older one: the copy
+    (ignored while the original was there) is read in the original's place, then the fresh live
+    file. (The original was counted vanished and its lines lost although its copy was there.)"""
+    clock = Clock()
+    older, live = tmp_path / "ws-0001.jsonl", tmp_path / "ws.jsonl"
+    older.write_bytes(_lines(0, 3))
+    live.write_bytes(_lines(3, 15))
+    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)  # ws-0001 (not finished: ws.jsonl waits)
+        shutil.copyfile(live, tmp_path / "ws-0002.jsonl")
+        tailer.scan()
+        assert tailer.counters["copies_ignored"] == 1
+        fresh = tmp_path / ".fresh"
+        fresh.write_bytes(_lines(100, 2))
+        fresh.rename(live)
+        read += _settle(tailer, clock)
+        assert read == list(range(18)) + [100, 101]
+        assert tailer.counters["copies_read_instead"] == 1 and not tailer.counters["vanished_files"]
+    finally:
+        tailer.close()
+
+
+def test_a_waiting_file_renamed_over_by_its_copy_is_read_once(tmp_path: Path) -> None:
+    """``cp X X.tmp; mv X.tmp X`` between two scans, before follow opened X: X's name holds another
+    inode with X's first bytes, read in X's place. (X was counted vanished.)"""
+    clock = Clock()
+    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, 15))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)
+        staged = tmp_path / "staged.tmp"
+        shutil.copyfile(waiting, staged)
+        staged.rename(waiting)
+        clock.now += ROTATE_WAIT + 1
+        read += _drain(tailer)  # (no scan: reading reaches ws-0002 under its new inode)
+        read += _settle(tailer, clock)
+        assert read == list(range(18))
+        assert tailer.counters["copies_read_instead"] == 1 and not tailer.counters["vanished_files"]
+    finally:
+        tailer.close()
