@@ -13,12 +13,17 @@ The rules (the README's "streamer follow" section states them for users):
   identity under a new name is a rename: the file keeps its place and its cursor and is never
   read twice. A known inode whose first bytes changed is a new file (the inode was reused); when
   the known file was still waiting and the inode shows up under another name (or shorter), the
-  known file was deleted before follow read it and is counted as vanished when reading reaches it. A
-  new inode whose first :data:`FINGERPRINT_SIZE` bytes equal a known file's is a copy of it
-  (``copytruncate``'s copy) and is ignored. A new gzip file whose *content* starts with a known
+  known file was deleted before follow read it and is counted as vanished when reading reaches it,
+  unless a copy of it is found then (see below). A new inode whose first
+  :data:`FINGERPRINT_SIZE` bytes equal a known file's is a copy of it (``copytruncate``'s copy)
+  and is ignored. A new gzip file whose *content* starts with a known
   file's first :data:`FINGERPRINT_SIZE` bytes is that file compressed after rotation (``gzip
   ws-0001.jsonl``): ignored when the original is being read or was read (an open file is read to
   its end even once unlinked), read in the original's place when the original was still waiting.
+  For a file shorter than :data:`FINGERPRINT_SIZE` the name tells (``X.gz`` of a known ``X``) and
+  the content confirms what is known of X's first bytes. A waiting file gone when reading reaches
+  it is read from a copy of it if one is there: an ignored copy with its first bytes, or ``X.gz``.
+  A copy ignored, then deleted, whose inode a new file takes, is told apart by its first bytes.
 - **Order.** Files wait in a queue in name order and take their place in the stream (their
   sequence number, the ``file`` of the items) when reading reaches them; a new file whose name
   sorts before the newest known one joins the end of the queue anyway and is counted
@@ -48,6 +53,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import os
 import stat as stat_module
 import threading
@@ -302,11 +308,11 @@ class Tailer:
                 if st.st_size != entry.size_seen:
                     entry.size_seen = st.st_size
                     entry.changed_at = start
-                if entry.fp_len < FINGERPRINT_SIZE <= st.st_size and entry.state != FINISHED:
-                    head = _fingerprint(name)
-                    if head is not None and len(head) == FINGERPRINT_SIZE and (
+                if entry.fp_len < min(st.st_size, FINGERPRINT_SIZE) and entry.state != FINISHED:
+                    head = _fingerprint(name)  # (so that a copy of it is known as one, and a reused inode)
+                    if head and len(head) > entry.fp_len and (
                             not entry.fp_len or hashlib.sha256(head[:entry.fp_len]).digest() == entry.fp_sha):
-                        self._set_fingerprint(entry, head)  # so that a copy of it is known as one
+                        self._set_fingerprint(entry, head)
                 if entry.state == FINISHED and entry.finished_size is not None \
                         and st.st_size > entry.finished_size + entry.late:
                     grown = st.st_size - entry.finished_size - entry.late
@@ -323,22 +329,31 @@ class Tailer:
     def _still(self, entry: FileEntry, name: str, st: os.stat_result) -> bool:
         """Whether a known inode still holds the known file (checked when its name or size changed).
 
-        A finished file loses its identity here when its first bytes changed (its inode reused by
-        a new file); so does a file not opened yet that appears under another name with other
-        first bytes, or shorter than it was: it was deleted and the next file took its inode
-        (ext4 reuses them), and it is counted as vanished when reading reaches it. A file not
-        opened yet whose first bytes changed under its own name is still the same place in the
-        stream: it is read as it is now (its fingerprint is dropped), unless part of it was
-        consumed before a restart (then opening it tells); the file being read is watched by the
-        reader itself.
+        A finished file loses its identity here when its first bytes changed, or, finished empty,
+        when its inode shows up under another name (reused by a new file). So does a file not
+        opened yet that shows up under another name with other first bytes, or shorter than it
+        was, or, seen empty, while a newer file waits: it was deleted and the next file took its
+        inode (ext4 reuses them); it is counted as vanished when reading reaches it (unless a copy
+        of it is found then). A file not opened yet whose first bytes changed under its own name
+        is still the same place in the stream: it is read as it is now (its fingerprint is
+        dropped), unless part of it was consumed before a restart (then opening it tells); the
+        file being read is watched by the reader itself.
         """
         if entry.state == OPEN:
             return True
         if name == entry.name and st.st_size >= entry.size_seen:
             return True
         renamed_waiting = name != entry.name and entry.state == PENDING
-        if not entry.fp_len:  # (shorter than a fingerprint when seen: its size is all there is to compare)
-            return not (renamed_waiting and st.st_size < entry.size_seen)
+        if not entry.fp_len:  # (seen empty: its size is all there is to compare)
+            if entry.state == FINISHED:  # (nothing was read of it: a new file is never a duplicate)
+                return name == entry.name
+            if not renamed_waiting or entry.size_seen:
+                return not (renamed_waiting and st.st_size < entry.size_seen)
+            # Seen empty, now under another name: more likely deleted and its inode reused by a new
+            # file when a newer file waits (else its lines would come before the newer file's), or
+            # when the new name is another known file's compressed copy (gzip X: X.gz).
+            other = self._named_original(name) if self.queue[-1] is entry else None
+            return self.queue[-1] is entry and (other is None or other is entry)
         head = _fingerprint(name, entry.fp_len)
         same = head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
         if same or entry.state == FINISHED or renamed_waiting:
@@ -362,16 +377,61 @@ class Tailer:
         return self.entries[-1].name if self.entries else None
 
     def _compression_under_way(self, name: str) -> bool:
-        """Whether ``name`` is ``X.gz`` for a waiting file ``X`` that still exists while the gzip
-        content is shorter than a fingerprint: ``gzip X`` still writing. Admitted at a later scan,
-        once its content tells whether it is X compressed (then read in X's place), not now as a
-        new file after the queue. Cost: a stat and a 4 KiB inflate, only for such names."""
+        """Whether ``name`` is ``X.gz`` for a known file ``X`` that still exists while the gzip
+        content is shorter than X's first 4 KiB: ``gzip X`` still writing. Admitted at a later
+        scan, once its content tells whether it is X compressed (then read in X's place, or
+        ignored), not now as a new file after the queue. Cost: O(files known) for the name, a
+        stat and a 4 KiB inflate, only for such names."""
+        original = self._known_by_name(name[:-3]) if name.endswith(".gz") else None
+        if original is None:
+            return False
+        reader = self._reader
+        if reader is not None and reader.entry is original and not reader.prefix:
+            try:  # (what it reads next tells whether the .gz is its copy)
+                if os.fstat(reader.handle.fileno()).st_size > reader.raw_pos:
+                    return True
+            except OSError:
+                pass
+        try:
+            size = os.stat(name[:-3]).st_size
+        except OSError:
+            return False
+        return _content_head(name, min(size, FINGERPRINT_SIZE)) is None
+
+    def _known_by_name(self, name: str) -> FileEntry | None:
+        for entry in itertools.chain(reversed(self.queue), reversed(self.entries)):
+            if entry.name == name:
+                return entry
+        return None
+
+    def _known_head(self, entry: FileEntry) -> tuple[int, bytes]:
+        """What is known of ``entry``'s first bytes: (length, sha256); the reader's when it knows more."""
+        reader = self._reader
+        if reader is not None and reader.entry is entry and len(reader.prefix) > entry.fp_len:
+            return len(reader.prefix), hashlib.sha256(reader.prefix).digest()
+        return entry.fp_len, entry.fp_sha
+
+    def _named_original(self, name: str) -> FileEntry | None:
+        """The known file ``X`` that a gzip file ``X.gz`` is the compressed copy of, when no full
+        fingerprint told (X shorter than 4 KiB, or grown past it since the last scan): its content
+        starts with what is known of X's first bytes. Cost: O(files known) for the name, an
+        inflate of at most 4 KiB."""
         if not name.endswith(".gz"):
-            return False
-        original = name[:-3]
-        if not any(entry.name == original for entry in self.queue):
-            return False
-        return os.path.exists(original) and _content_head(name) is None
+            return None
+        original = self._known_by_name(name[:-3])
+        if original is None or (original.state == FINISHED and original.finished_size is None):
+            return None  # (unknown, or vanished: nothing of it was read)
+        head_len, head_sha = self._known_head(original)
+        if not head_len:
+            # Nothing known of its bytes: only a waiting file gone since is taken to be compressed (a
+            # file read empty gave no line, so reading the .gz as a new file repeats nothing).
+            if original.state != PENDING or os.path.exists(original.name):
+                return None
+            return original if _content_head(name, 0) is not None else None
+        content = _content_head(name, head_len)
+        if content is None or hashlib.sha256(content).digest() != head_sha:
+            return None
+        return original
 
     def _admit(self, name: str, st: os.stat_result, now: float) -> None:
         key = (st.st_dev, st.st_ino)
@@ -397,6 +457,8 @@ class Tailer:
                                                    " (compressed)")
             if place < len(self.queue):
                 original = None
+        if original is None and place == len(self.queue):
+            original = self._named_original(name)
         if original is not None and original in self.queue:
             # Compressed before follow opened it: the copy takes its place (and its skip).
             place = self.queue.index(original)
@@ -416,7 +478,9 @@ class Tailer:
         entry = FileEntry(name, st.st_dev, st.st_ino, st.st_size, now)
         if original is not None:
             entry.skip = original.skip  # (lines consumed before a restart, when it was the cursor's file)
-        if head is not None:
+        if head is None and st.st_size:
+            head = _fingerprint(name, min(st.st_size, FINGERPRINT_SIZE))  # (what there is: tells a reused inode)
+        if head:
             self._set_fingerprint(entry, head)
         self.queue.insert(place, entry)
         self._by_id[key] = entry
@@ -449,9 +513,9 @@ class Tailer:
         if ignored is None:
             return False
         known_name, size, head_len, head_sha = ignored
-        if (name == known_name and st.st_size == size) or not head_len:
+        if (name == known_name and st.st_size == size) or size < 0:  # (< 0: recorded by an older version)
             return True
-        head = _fingerprint(name, head_len)
+        head = _fingerprint(name, head_len) if head_len else None  # (recorded empty: any change is another file)
         if head is not None and len(head) == head_len and hashlib.sha256(head).digest() == head_sha:
             self._copies[key] = (name, st.st_size, head_len, head_sha)
             return True
@@ -462,7 +526,8 @@ class Tailer:
     def _compressed_original(self, name: str) -> FileEntry | None:
         """The known file whose content a gzip file ``name`` starts with, or None."""
         content = _content_head(name)
-        return self._by_fingerprint.get(hashlib.sha256(content).digest()) if content else None
+        original = self._by_fingerprint.get(hashlib.sha256(content).digest()) if content else None
+        return original or self._named_original(name)
 
     def _ignore_compressed_copy(self, name: str, key: tuple[int, int], original: FileEntry) -> bool:
         """Whether ``name``, a gzip copy of ``original``, is to be ignored: ``original`` is being read
@@ -592,7 +657,8 @@ class Tailer:
         key = (st.st_dev, st.st_ino)
         if key == (entry.dev, entry.ino):
             return handle
-        if entry.fp_len and hashlib.sha256(os.pread(handle.fileno(), entry.fp_len, 0)).digest() == entry.fp_sha:
+        if entry.fp_len == FINGERPRINT_SIZE and hashlib.sha256(
+                os.pread(handle.fileno(), entry.fp_len, 0)).digest() == entry.fp_sha:
             self._adopt(entry, entry.name, key, "copies_read_instead",
                         f"{entry.name}: replaced by a copy of itself before follow read it; read from the copy")
             return handle
@@ -907,7 +973,7 @@ class Tailer:
             entry.skip = saved["skip"]
             self.queue.append(entry)
             self._by_id[(entry.dev, entry.ino)] = entry
-        self._copies = {key: value if isinstance(value, tuple) else (value, -1, 0, b"")  # (older states: names)
+        self._copies = {key: value if isinstance(value, tuple) else (value, -1, 0, b"")  # (older states: names only)
                         for key, value in state.get("copies", {}).items()}
         self.compressed_copies = dict(state.get("compressed_copies", {}))
         self.counters.update(state.get("counters", {}))

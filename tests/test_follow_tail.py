@@ -1,9 +1,10 @@
 """Model-based test of file following: a simulated recorder against the real :class:`Tailer`.
 
 The recorder writes numbered lines into rotating files (plain and gzip), rotates them in each
-form (close-then-create, create-then-close with late lines, rename), truncates them
-(``copytruncate``, with and without the copy), and the follower is restarted from saved
-snapshots at random points. Invariants: every line is delivered at most once and in order;
+form (close-then-create, create-then-close with late lines, rename, copy-then-replace),
+truncates them (``copytruncate``, with and without the copy), compresses rotated files (``gzip``,
+seen half-written or not), and the follower is restarted from saved snapshots at random points.
+Deleted files free inodes that the filesystem may give to the next file (tmpfs and ext4 do). Invariants: every line is delivered at most once and in order;
 every line is delivered except in the documented loss windows (lines of a truncated file's old
 content, lines written to a file after the follower finished it); renamed files keep their
 place under their new name.
@@ -24,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from streamer.tail import FINGERPRINT_SIZE, FINISHED, CaughtUp, FileEnd, Lines, Tailer
+from streamer.tail import FINGERPRINT_SIZE, FINISHED, CaughtUp, FileEnd, FileEntry, Lines, Tailer
 
 ROTATE_WAIT = 5.0
 
@@ -224,6 +225,51 @@ class FollowMachine(RuleBasedStateMachine):
         rec.ids = []
         os.ftruncate(rec.raw.fileno(), 0)
         rec.raw.seek(0)
+
+    @precondition(lambda self: any(rec.closed and not rec.compressed and rec.path.exists() for rec in self.files))
+    @rule(data=st.data(), cut=st.sampled_from([None, 0, 10, 3000]))
+    def compress(self, data: st.DataObject, cut: int | None) -> None:
+        """``gzip ws-NNNN.jsonl`` of a rotated plain file (at any stage of its reading): the .gz
+        written (``cut``: first only that many bytes of it, seen by one poll), the original deleted."""
+        rec = data.draw(st.sampled_from([rec for rec in self.files
+                                         if rec.closed and not rec.compressed and rec.path.exists()]))
+        known = [entry for entry in self.tailer.queue if (entry.dev, entry.ino) == rec.identity]
+        if known and not known[-1].fp_len and rec.ids:
+            return  # (seen empty, then written and compressed between two scans: documented)
+        copy = rec.path.with_name(rec.path.name + ".gz")
+        compressed = gzip.compress(rec.path.read_bytes(), mtime=0)
+        if cut is not None:
+            copy.write_bytes(compressed[:cut])
+            self.poll()
+        copy.write_bytes(compressed)
+        rec.path.unlink()
+        stat = copy.stat()  # (the lines now live there; the original's inode may go to a new file)
+        rec.path, rec.compressed, rec.identity = copy, True, (stat.st_dev, stat.st_ino)
+        event(f"compression (first {cut} bytes seen)")
+
+    @precondition(lambda self: self.old is None and self.active is not None and not self.active.compressed
+                  and self.active.path.name.startswith("ws."))
+    @rule()
+    def copy_then_replace(self) -> None:
+        """"Copy, then replace" rotation: ``ws.jsonl`` copied to ``ws-NNNN.jsonl``, a fresh file
+        renamed over ``ws.jsonl``."""
+        rec = self.active
+        assert rec is not None
+        known = [entry for entry in [*self.tailer.entries, *self.tailer.queue] if (entry.dev, entry.ino) == rec.identity]
+        if known and known[-1].fp_len < FINGERPRINT_SIZE:
+            return  # (a copy of a file known by fewer than 4 KiB is read as a new file: documented)
+        rec.close()
+        self.next_number += 1
+        copy = self.dir / f"ws-{self.next_number:04d}.jsonl"
+        shutil.copyfile(rec.path, copy)
+        staged = self.dir / ".fresh"
+        fresh = RecFile(staged, False)
+        os.rename(staged, rec.path)
+        stat = copy.stat()  # (the lines now live there; the original's inode may go to a new file)
+        fresh.path, rec.path, rec.identity = rec.path, copy, (stat.st_dev, stat.st_ino)
+        self.files.append(fresh)
+        self.active = fresh
+        event("copy, then replace")
 
     @rule(seconds=st.sampled_from([0.5, 2.0, ROTATE_WAIT + 0.5]))
     def tick(self, seconds: float) -> None:
@@ -491,10 +537,9 @@ def test_a_waiting_file_compressed_is_read_in_its_place_once(tmp_path: Path) -> 
         resumed.close()
 
 
-def _give_inode(tailer: Tailer, deleted: Path, successor: Path) -> None:
+def _give_inode(tailer: Tailer, entry: FileEntry, successor: Path) -> None:
     """ext4 gives a deleted file's inode to the next file created; simulated (filesystems differ):
-    the tailer's entry of ``deleted`` takes the identity ``successor`` has."""
-    entry = next(entry for entry in tailer.queue if entry.name == str(deleted))
+    the tailer's ``entry`` (of the deleted file) takes the identity ``successor`` has."""
     del tailer._by_id[(entry.dev, entry.ino)]
     st = successor.stat()
     entry.dev, entry.ino = st.st_dev, st.st_ino
@@ -518,7 +563,7 @@ def test_a_waiting_file_deleted_whose_inode_the_next_file_takes_is_counted_lost(
         read = _drain(tailer)  # ws-0001 (not finished: ws-0002 waits)
         waiting.unlink()
         newer.write_bytes(_lines(100, 2))
-        _give_inode(tailer, waiting, newer)
+        _give_inode(tailer, next(entry for entry in tailer.queue if entry.name == str(waiting)), newer)
         read += _settle(tailer, clock)
         assert read == [0, 1, 2, 100, 101]
         assert tailer.counters["vanished_files"] == 1 and not tailer.counters["renames"]
@@ -666,5 +711,28 @@ def test_a_waiting_file_renamed_over_by_its_copy_is_read_once(tmp_path: Path) ->
         read += _settle(tailer, clock)
         assert read == list(range(18))
         assert tailer.counters["copies_read_instead"] == 1 and not tailer.counters["vanished_files"]
+    finally:
+        tailer.close()
+
+
+def test_a_new_file_in_the_inode_of_a_deleted_empty_finished_file_is_read(tmp_path: Path) -> None:
+    """An empty file, finished, deleted, its inode taken by the next file (simulated): that file is
+    read. (It was taken for the empty file renamed, its lines counted as late bytes, never read.)"""
+    clock = Clock()
+    empty, second = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    empty.write_bytes(b"")
+    second.write_bytes(_lines(0, 2))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer) + _settle(tailer, clock)
+        assert tailer.entries[0].state == FINISHED
+        empty.unlink()
+        successor = tmp_path / "ws-0003.jsonl"
+        successor.write_bytes(_lines(2, 2))
+        _give_inode(tailer, tailer.entries[0], successor)
+        read += _settle(tailer, clock)
+        assert read == [0, 1, 2, 3]
+        assert not tailer.counters["late_bytes"] and not tailer.counters["renames"]
     finally:
         tailer.close()
