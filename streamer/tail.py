@@ -203,9 +203,10 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _content_head(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
-    """The first ``length`` bytes of a gzip file's content, across members; None when it is not
-    gzip, holds fewer yet, or its start is corrupt."""
+def _content_head(path: str, length: int = FINGERPRINT_SIZE, exact: bool = True) -> bytes | None:
+    """The first ``length`` bytes of a gzip file's content, across members (fewer when it holds
+    fewer and not ``exact``); None when it is not gzip, its start is corrupt, or (``exact``) it
+    holds fewer yet."""
     out = b""
     try:
         with open(path, "rb") as handle:
@@ -224,7 +225,7 @@ def _content_head(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
                     data = handle.read(READ_SIZE)
     except (OSError, zlib.error):
         return None
-    return out if len(out) == length else None
+    return out if len(out) == length or not exact else None
 
 
 class Tailer:
@@ -292,7 +293,7 @@ class Tailer:
                     continue
                 key = (st.st_dev, st.st_ino)
                 entry = self._by_id.get(key)
-                if entry is not None and not self._still(entry, name, st):
+                if entry is not None and not self._still(entry, name, st, new):
                     gone = " (deleted before follow read it)" if entry.state == PENDING else ""
                     self._note(f"{entry.name}{gone}: inode reused by {name}; it is a new file")
                     del self._by_id[key]
@@ -326,7 +327,8 @@ class Tailer:
                     self._admit(name, st, start)
             self.last_scan = start
 
-    def _still(self, entry: FileEntry, name: str, st: os.stat_result) -> bool:
+    def _still(self, entry: FileEntry, name: str, st: os.stat_result,
+               new: list[tuple[str, os.stat_result]]) -> bool:
         """Whether a known inode still holds the known file (checked when its name or size changed).
 
         A finished file loses its identity here when its first bytes changed, or, finished empty,
@@ -334,10 +336,11 @@ class Tailer:
         opened yet that shows up under another name with other first bytes, or shorter than it
         was, or, seen empty, while a newer file waits: it was deleted and the next file took its
         inode (ext4 reuses them); it is counted as vanished when reading reaches it (unless a copy
-        of it is found then). A file not opened yet whose first bytes changed under its own name
-        is still the same place in the stream: it is read as it is now (its fingerprint is
-        dropped), unless part of it was consumed before a restart (then opening it tells); the
-        file being read is watched by the reader itself.
+        of it is found then). (``new``: the files this scan found new so far.) A file not opened
+        yet whose first bytes changed under its own name is still the same place in the stream:
+        it is read as it is now (its fingerprint is dropped), unless part of it was consumed
+        before a restart (then opening it tells); the file being read is watched by the reader
+        itself.
         """
         if entry.state == OPEN:
             return True
@@ -350,20 +353,40 @@ class Tailer:
             if not renamed_waiting or entry.size_seen:
                 return not (renamed_waiting and st.st_size < entry.size_seen)
             # Seen empty, now under another name: more likely deleted and its inode reused by a new
-            # file when a newer file waits (else its lines would come before the newer file's), or
-            # when the new name is another known file's compressed copy (gzip X: X.gz).
-            other = self._named_original(name) if self.queue[-1] is entry else None
-            return self.queue[-1] is entry and (other is None or other is entry)
+            # file when a newer file waits or just appeared (else its lines would come before the
+            # newer file's), or when the new name is another known file's compressed copy (X.gz).
+            if self.queue[-1] is not entry or any(entry.name < seen for seen, _ in new):
+                return False
+            other = self._named_original(name)
+            return other is None or other is entry
         head = _fingerprint(name, entry.fp_len)
         same = head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
         if same or entry.state == FINISHED or renamed_waiting:
             return same
         if not entry.skip:
-            # Rewritten before any of it was read (copytruncate of a file still waiting): a copy
-            # of its old content that appears now is read before it, in its place.
-            self._rewritten[entry.fp_sha] = entry
+            # Rewritten before any of it was read (copytruncate of a file still waiting, or its
+            # name given to a new file in its inode): a copy of its old content, ignored so far or
+            # appearing later, is read before it, in its place.
+            if not self._read_ignored_copy_first(entry):
+                self._rewritten[entry.fp_sha] = entry
             self._drop_fingerprint(entry)
         return True
+
+    def _read_ignored_copy_first(self, entry: FileEntry) -> bool:
+        """Whether an ignored copy with ``entry``'s (old) first 4 KiB was queued just before it."""
+        for key, (name, size, head_len, head_sha) in list(self._copies.items()):
+            if (head_len, head_sha) != (FINGERPRINT_SIZE, entry.fp_sha) or _identity(name) != key:
+                continue
+            del self._copies[key]
+            copy = FileEntry(name, key[0], key[1], size, self.clock())
+            copy.fp_len, copy.fp_sha = head_len, head_sha
+            self._by_fingerprint[head_sha] = copy
+            self.queue.insert(self.queue.index(entry), copy)
+            self._by_id[key] = copy
+            self.counters["copies_read_first"] += 1
+            self._note(f"{name}: the earlier content of {entry.name} (rewritten before follow read it); read before it")
+            return True
+        return False
 
     def _drop_fingerprint(self, entry: FileEntry) -> None:
         if self._by_fingerprint.get(entry.fp_sha) is entry:
@@ -377,14 +400,15 @@ class Tailer:
         return self.entries[-1].name if self.entries else None
 
     def _compression_under_way(self, name: str) -> bool:
-        """Whether ``name`` is ``X.gz`` for a known file ``X`` that still exists while the gzip
-        content is shorter than X's first 4 KiB: ``gzip X`` still writing. Admitted at a later
-        scan, once its content tells whether it is X compressed (then read in X's place, or
-        ignored), not now as a new file after the queue. Cost: O(files known) for the name, a
-        stat and a 4 KiB inflate, only for such names."""
+        """Whether ``name`` is ``X.gz`` for a known file (or ignored copy) ``X`` that still exists
+        while the gzip content is shorter than X's first 4 KiB: ``gzip X`` still writing. Admitted
+        at a later scan, once its content tells whether it is X compressed (then read in X's
+        place, or ignored), not now as a new file after the queue. Cost: O(files known) for the
+        name, a stat and a 4 KiB inflate, only for such names."""
         original = self._known_by_name(name[:-3]) if name.endswith(".gz") else None
-        if original is None:
-            return False
+        if original is None and not (name.endswith(".gz") and any(
+                ignored[0] == name[:-3] for ignored in self._copies.values())):
+            return False  # (neither a known file's nor an ignored copy's compressed copy)
         reader = self._reader
         if reader is not None and reader.entry is original and not reader.prefix:
             try:  # (what it reads next tells whether the .gz is its copy)
@@ -423,9 +447,9 @@ class Tailer:
             return None  # (unknown, or vanished: nothing of it was read)
         head_len, head_sha = self._known_head(original)
         if not head_len:
-            # Nothing known of its bytes: only a waiting file gone since is taken to be compressed (a
-            # file read empty gave no line, so reading the .gz as a new file repeats nothing).
-            if original.state != PENDING or os.path.exists(original.name):
+            # Nothing known of its bytes (seen or read empty): the name tells once the file is gone,
+            # unless it is being read (its reader read it empty: the .gz holds no line of it).
+            if original.state == OPEN or os.path.exists(original.name):
                 return None
             return original if _content_head(name, 0) is not None else None
         content = _content_head(name, head_len)
@@ -458,13 +482,14 @@ class Tailer:
             if place < len(self.queue):
                 original = None
         if original is None and place == len(self.queue):
-            original = self._named_original(name)
+            original = self._named_original(name) or self._content_original(name)
         if original is not None and original in self.queue:
             # Compressed before follow opened it: the copy takes its place (and its skip).
             place = self.queue.index(original)
             self.queue.remove(original)
-            self._copies[(original.dev, original.ino)] = (  # (if the original stays, it is ignored)
-                original.name, original.size_seen, original.fp_len, original.fp_sha)
+            if self._holds(original):  # (while the original stays, it is ignored)
+                self._copies[(original.dev, original.ino)] = (
+                    original.name, original.size_seen, original.fp_len, original.fp_sha)
             self._by_id.pop((original.dev, original.ino), None)
             self._drop_fingerprint(original)
             self.counters["compressed_copies_read_instead"] += 1
@@ -484,6 +509,13 @@ class Tailer:
             self._set_fingerprint(entry, head)
         self.queue.insert(place, entry)
         self._by_id[key] = entry
+
+    def _holds(self, entry: FileEntry) -> bool:
+        """Whether ``entry``'s name still holds its file: its identity, its known first bytes."""
+        if not entry.fp_len or _identity(entry.name) != (entry.dev, entry.ino):
+            return False
+        head = _fingerprint(entry.name, entry.fp_len)
+        return head is not None and hashlib.sha256(head).digest() == entry.fp_sha
 
     def _place_of_earlier_content(self, sha: bytes, name: str, counter: str, how: str) -> int:
         """Where a new file holding the earlier content of a waiting file found rewritten (its
@@ -523,11 +555,28 @@ class Tailer:
         self._note(f"{name}: a new file in the inode of {known_name}, a copy never read")
         return False
 
+    def _content_original(self, name: str) -> FileEntry | None:
+        """The one known file whose known first bytes (a complete line or more, fewer than 4 KiB) a
+        gzip file's content starts with, whatever its name (renamed, then compressed, before a
+        scan saw the rename). Cost: O(files known) and an inflate of at most 4 KiB."""
+        content = _content_head(name, FINGERPRINT_SIZE, exact=False)
+        if not content or b"\n" not in content:
+            return None
+        matches = []
+        for entry in itertools.chain(self.queue, self.entries):
+            if entry.state == FINISHED and entry.finished_size is None:
+                continue  # (vanished: nothing of it was read)
+            head_len, head_sha = self._known_head(entry)
+            if 0 < head_len < FINGERPRINT_SIZE and head_len <= len(content) and b"\n" in content[:head_len] \
+                    and hashlib.sha256(content[:head_len]).digest() == head_sha:
+                matches.append(entry)
+        return matches[0] if len(matches) == 1 else None
+
     def _compressed_original(self, name: str) -> FileEntry | None:
         """The known file whose content a gzip file ``name`` starts with, or None."""
         content = _content_head(name)
         original = self._by_fingerprint.get(hashlib.sha256(content).digest()) if content else None
-        return original or self._named_original(name)
+        return original or self._named_original(name) or self._content_original(name)
 
     def _ignore_compressed_copy(self, name: str, key: tuple[int, int], original: FileEntry) -> bool:
         """Whether ``name``, a gzip copy of ``original``, is to be ignored: ``original`` is being read

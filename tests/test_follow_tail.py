@@ -226,16 +226,17 @@ class FollowMachine(RuleBasedStateMachine):
         os.ftruncate(rec.raw.fileno(), 0)
         rec.raw.seek(0)
 
-    @precondition(lambda self: any(rec.closed and not rec.compressed and rec.path.exists() for rec in self.files))
+    def _compressible(self) -> list[RecFile]:
+        """Rotated plain files of at least 4 KiB (smaller ones: best effort, documented)."""
+        return [rec for rec in self.files if rec.closed and not rec.compressed
+                and rec.path.stat().st_size >= FINGERPRINT_SIZE]
+
+    @precondition(lambda self: self._compressible())
     @rule(data=st.data(), cut=st.sampled_from([None, 0, 10, 3000]))
     def compress(self, data: st.DataObject, cut: int | None) -> None:
         """``gzip ws-NNNN.jsonl`` of a rotated plain file (at any stage of its reading): the .gz
         written (``cut``: first only that many bytes of it, seen by one poll), the original deleted."""
-        rec = data.draw(st.sampled_from([rec for rec in self.files
-                                         if rec.closed and not rec.compressed and rec.path.exists()]))
-        known = [entry for entry in self.tailer.queue if (entry.dev, entry.ino) == rec.identity]
-        if known and not known[-1].fp_len and rec.ids:
-            return  # (seen empty, then written and compressed between two scans: documented)
+        rec = data.draw(st.sampled_from(self._compressible()))
         copy = rec.path.with_name(rec.path.name + ".gz")
         compressed = gzip.compress(rec.path.read_bytes(), mtime=0)
         if cut is not None:
@@ -256,7 +257,7 @@ class FollowMachine(RuleBasedStateMachine):
         rec = self.active
         assert rec is not None
         known = [entry for entry in [*self.tailer.entries, *self.tailer.queue] if (entry.dev, entry.ino) == rec.identity]
-        if known and known[-1].fp_len < FINGERPRINT_SIZE:
+        if (known and known[-1].fp_len < FINGERPRINT_SIZE) or rec.path.stat().st_size < FINGERPRINT_SIZE:
             return  # (a copy of a file known by fewer than 4 KiB is read as a new file: documented)
         rec.close()
         self.next_number += 1
