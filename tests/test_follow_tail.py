@@ -13,13 +13,14 @@ after the follower finished it); renamed files keep their place under their new 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import hypothesis.strategies as st
 import pytest
@@ -553,51 +554,52 @@ def _give_inode(tailer: Tailer, entry: FileEntry, successor: Path) -> None:
     tailer._by_id[(entry.dev, entry.ino)] = entry
 
 
+@contextlib.contextmanager
+def _waiting_behind_older(tmp_path: Path, waiting_lines: int = 15, waiting_name: str = "ws-0002.jsonl",
+                          ) -> Iterator[tuple[Clock, Tailer, Path, list[int]]]:
+    """``ws-0001.jsonl`` (lines 0-2, read, not finished yet) and ``waiting_name`` (the next
+    ``waiting_lines`` lines) waiting behind it, followed as ``ws*``: the clock, the tailer, the
+    waiting file and the ids read so far."""
+    clock = Clock()
+    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / waiting_name
+    older.write_bytes(_lines(0, 3))
+    waiting.write_bytes(_lines(3, waiting_lines))
+    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        yield clock, tailer, waiting, _drain(tailer)
+    finally:
+        tailer.close()
+
+
 @pytest.mark.parametrize("waiting_lines", [15, 3])  # (with a fingerprint; shorter than one)
 def test_a_waiting_file_deleted_whose_inode_the_next_file_takes_is_counted_lost(
         tmp_path: Path, waiting_lines: int) -> None:
     """Retention deletes a file follow has not opened yet and the next file takes its inode: the
     deleted file is counted vanished, the next file read as new. (It was taken for a rename, the
     deleted file's lines lost without a count.)"""
-    clock = Clock()
-    older, waiting, newer = (tmp_path / f"ws-000{n}.jsonl" for n in (1, 2, 3))
-    older.write_bytes(_lines(0, 3))
-    waiting.write_bytes(_lines(3, waiting_lines))
-    assert (waiting.stat().st_size >= FINGERPRINT_SIZE) == (waiting_lines == 15)
-    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
-        tailer.scan()
-        read = _drain(tailer)  # ws-0001 (not finished: ws-0002 waits)
+    with _waiting_behind_older(tmp_path, waiting_lines) as (clock, tailer, waiting, read):
+        assert (waiting.stat().st_size >= FINGERPRINT_SIZE) == (waiting_lines == 15)
         waiting.unlink()
+        newer = tmp_path / "ws-0003.jsonl"
         newer.write_bytes(_lines(100, 2))
         _give_inode(tailer, next(entry for entry in tailer.queue if entry.name == str(waiting)), newer)
         read += _settle(tailer, clock)
         assert read == [0, 1, 2, 100, 101]
         assert tailer.counters["vanished_files"] == 1 and not tailer.counters["renames"]
-        assert [entry.name for entry in tailer.entries] == [str(older), str(waiting), str(newer)]
-    finally:
-        tailer.close()
+        assert [entry.name for entry in tailer.entries] == [str(tmp_path / "ws-0001.jsonl"), str(waiting), str(newer)]
 
 
 def test_a_waiting_file_renamed_keeps_its_place(tmp_path: Path) -> None:
     """The other side of the rule above: a waiting file renamed (same inode, same first bytes, as
     long or longer) is the same file, read once in its place."""
-    clock = Clock()
-    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
-    older.write_bytes(_lines(0, 3))
-    waiting.write_bytes(_lines(3, 2))
-    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
-        tailer.scan()
-        read = _drain(tailer)
+    with _waiting_behind_older(tmp_path, 2) as (clock, tailer, waiting, read):
         with open(waiting, "ab") as handle:
             handle.write(_lines(5, 1))
         waiting.rename(tmp_path / "ws-0002.jsonl.1")
         read += _settle(tailer, clock)
         assert read == list(range(6))
         assert tailer.counters["renames"] == 1 and not tailer.counters["vanished_files"]
-    finally:
-        tailer.close()
 
 
 @pytest.mark.parametrize("waiting_lines", [15, 3])  # (with a fingerprint; shorter than one)
@@ -605,14 +607,7 @@ def test_a_waiting_file_compressed_between_scans_is_read_from_its_copy(tmp_path:
     """``gzip ws-0002.jsonl`` finishes (the original deleted) after the last scan, and reading
     reaches the file before the next one: the .gz is read in its place, once, in order. (The
     original was counted vanished and the .gz read later, as a new file out of order.)"""
-    clock = Clock()
-    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
-    older.write_bytes(_lines(0, 3))
-    waiting.write_bytes(_lines(3, waiting_lines))
-    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
-        tailer.scan()
-        read = _drain(tailer)  # ws-0001 (not finished: ws-0002 waits)
+    with _waiting_behind_older(tmp_path, waiting_lines) as (clock, tailer, waiting, read):
         _compress(waiting)
         clock.now += ROTATE_WAIT + 1
         read += _drain(tailer)  # (no scan: ws-0001 finishes, then reading reaches the deleted ws-0002)
@@ -622,21 +617,12 @@ def test_a_waiting_file_compressed_between_scans_is_read_from_its_copy(tmp_path:
         assert tailer.counters["compressed_copies_read_instead"] == 1
         assert not tailer.counters["vanished_files"] and not tailer.counters["out_of_order_files"]
         assert [entry.name for entry in tailer.entries][1] == str(waiting) + ".gz"
-    finally:
-        tailer.close()
 
 
 def test_a_waiting_file_gone_with_another_gz_beside_it_is_counted_lost(tmp_path: Path) -> None:
     """The rule above takes ``NAME.gz`` only when its content is the file's: another file under
     that name does not hide the loss of the deleted one."""
-    clock = Clock()
-    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
-    older.write_bytes(_lines(0, 3))
-    waiting.write_bytes(_lines(3, 15))
-    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
-        tailer.scan()
-        read = _drain(tailer)
+    with _waiting_behind_older(tmp_path) as (clock, tailer, waiting, read):
         waiting.unlink()
         (tmp_path / "ws-0002.jsonl.gz").write_bytes(gzip.compress(_lines(200, 15), mtime=0))
         clock.now += ROTATE_WAIT + 1
@@ -644,8 +630,6 @@ def test_a_waiting_file_gone_with_another_gz_beside_it_is_counted_lost(tmp_path:
         read += _settle(tailer, clock)
         assert read == [0, 1, 2] + list(range(200, 215))  # (the other .gz: a new file)
         assert tailer.counters["vanished_files"] == 1 and not tailer.counters["compressed_copies_read_instead"]
-    finally:
-        tailer.close()
 
 
 def test_a_new_file_in_the_inode_of_a_deleted_copy_is_read(tmp_path: Path) -> None:
@@ -678,14 +662,7 @@ def test_a_waiting_live_file_copied_then_replaced_is_read_from_its_copy(tmp_path
     """"Copy, then replace" rotation of the live file while follow still reads an older one: the copy
     (ignored while the original was there) is read in the original's place, then the fresh live
     file. (The original was counted vanished and its lines lost although its copy was there.)"""
-    clock = Clock()
-    older, live = tmp_path / "ws-0001.jsonl", tmp_path / "ws.jsonl"
-    older.write_bytes(_lines(0, 3))
-    live.write_bytes(_lines(3, 15))
-    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
-        tailer.scan()
-        read = _drain(tailer)  # ws-0001 (not finished: ws.jsonl waits)
+    with _waiting_behind_older(tmp_path, waiting_name="ws.jsonl") as (clock, tailer, live, read):
         shutil.copyfile(live, tmp_path / "ws-0002.jsonl")
         tailer.scan()
         assert tailer.counters["copies_ignored"] == 1
@@ -695,21 +672,12 @@ def test_a_waiting_live_file_copied_then_replaced_is_read_from_its_copy(tmp_path
         read += _settle(tailer, clock)
         assert read == list(range(18)) + [100, 101]
         assert tailer.counters["copies_read_instead"] == 1 and not tailer.counters["vanished_files"]
-    finally:
-        tailer.close()
 
 
 def test_a_waiting_file_renamed_over_by_its_copy_is_read_once(tmp_path: Path) -> None:
     """``cp X X.tmp; mv X.tmp X`` between two scans, before follow opened X: X's name holds another
     inode with X's first bytes, read in X's place. (X was counted vanished.)"""
-    clock = Clock()
-    older, waiting = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
-    older.write_bytes(_lines(0, 3))
-    waiting.write_bytes(_lines(3, 15))
-    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
-        tailer.scan()
-        read = _drain(tailer)
+    with _waiting_behind_older(tmp_path) as (clock, tailer, waiting, read):
         staged = tmp_path / "staged.tmp"
         shutil.copyfile(waiting, staged)
         staged.rename(waiting)
@@ -718,8 +686,6 @@ def test_a_waiting_file_renamed_over_by_its_copy_is_read_once(tmp_path: Path) ->
         read += _settle(tailer, clock)
         assert read == list(range(18))
         assert tailer.counters["copies_read_instead"] == 1 and not tailer.counters["vanished_files"]
-    finally:
-        tailer.close()
 
 
 def test_a_new_file_in_the_inode_of_a_deleted_empty_finished_file_is_read(tmp_path: Path) -> None:
