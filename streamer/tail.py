@@ -148,7 +148,8 @@ class FileEntry:
     def saved(self) -> dict[str, Any]:
         """The entry as :meth:`Tailer.snapshot` saves it. Cost: O(1). Raises nothing."""
         return {"seq": self.seq, "name": self.name, "dev": self.dev, "ino": self.ino, "fp_len": self.fp_len,
-                "fp_sha": self.fp_sha, "finished_size": self.finished_size, "late": self.late, "skip": self.skip}
+                "fp_sha": self.fp_sha, "finished_size": self.finished_size, "late": self.late, "skip": self.skip,
+                "size_seen": self.size_seen}
 
 
 class _Reader:
@@ -293,7 +294,7 @@ class Tailer:
                     continue
                 key = (st.st_dev, st.st_ino)
                 entry = self._by_id.get(key)
-                if entry is not None and not self._still(entry, name, st, new):
+                if entry is not None and not self._still(entry, name, st):
                     gone = " (deleted before follow read it)" if entry.state == PENDING else ""
                     self._note(f"{entry.name}{gone}: inode reused by {name}; it is a new file")
                     del self._by_id[key]
@@ -327,16 +328,14 @@ class Tailer:
                     self._admit(name, st, start)
             self.last_scan = start
 
-    def _still(self, entry: FileEntry, name: str, st: os.stat_result,
-               new: list[tuple[str, os.stat_result]]) -> bool:
+    def _still(self, entry: FileEntry, name: str, st: os.stat_result) -> bool:
         """Whether a known inode still holds the known file (checked when its name or size changed).
 
         A finished file loses its identity here when its first bytes changed, or, finished empty,
         when its inode shows up under another name (reused by a new file). So does a file not
-        opened yet that shows up under another name with other first bytes, or shorter than it
-        was, or, seen empty, while a newer file waits: it was deleted and the next file took its
-        inode (ext4 reuses them); it is counted as vanished when reading reaches it (unless a copy
-        of it is found then). (``new``: the files this scan found new so far.) A file not opened
+        opened yet that shows up under another name with other first bytes, or seen empty: it
+        was deleted and the next file took its inode (ext4 reuses them); it is counted as
+        vanished when reading reaches it (unless a copy of it is found then). A file not opened
         yet whose first bytes changed under its own name is still the same place in the stream:
         it is read as it is now (its fingerprint is dropped), unless part of it was consumed
         before a restart (then opening it tells); the file being read is watched by the reader
@@ -347,18 +346,13 @@ class Tailer:
         if name == entry.name and st.st_size >= entry.size_seen:
             return True
         renamed_waiting = name != entry.name and entry.state == PENDING
-        if not entry.fp_len:  # (seen empty: its size is all there is to compare)
+        if not entry.fp_len:  # (seen empty: nothing known of its bytes)
             if entry.state == FINISHED:  # (nothing was read of it: a new file is never a duplicate)
                 return name == entry.name
-            if not renamed_waiting or entry.size_seen:
-                return not (renamed_waiting and st.st_size < entry.size_seen)
-            # Seen empty, now under another name: more likely deleted and its inode reused by a new
-            # file when a newer file waits or just appeared (else its lines would come before the
-            # newer file's), or when the new name is another known file's compressed copy (X.gz).
-            if self.queue[-1] is not entry or any(entry.name < seen for seen, _ in new):
-                return False
-            other = self._named_original(name)
-            return other is None or other is entry
+            # Under another name: taken for a new file in its inode. Nothing of it was read, so
+            # that repeats nothing, and the file takes its place by its name; were it a rename,
+            # the file counts as vanished, its lines read all the same.
+            return not renamed_waiting
         head = _fingerprint(name, entry.fp_len)
         same = head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
         if same or entry.state == FINISHED or renamed_waiting:
@@ -447,11 +441,13 @@ class Tailer:
             return None  # (unknown, or vanished: nothing of it was read)
         head_len, head_sha = self._known_head(original)
         if not head_len:
-            # Nothing known of its bytes (seen or read empty): the name tells once the file is gone,
-            # unless it is being read (its reader read it empty: the .gz holds no line of it).
-            if original.state == OPEN or os.path.exists(original.name):
+            # Nothing known of its bytes (seen or read empty): only a file read empty, gone since,
+            # whose .gz holds just the late bytes it had when last seen. Otherwise the .gz is read
+            # as a new file: nothing of X was read, so that repeats nothing.
+            if original.state != FINISHED or os.path.exists(original.name):
                 return None
-            return original if _content_head(name, 0) is not None else None
+            content = _content_head(name, original.size_seen + 1, exact=False)
+            return original if content is not None and len(content) == original.size_seen else None
         content = _content_head(name, head_len)
         if content is None or hashlib.sha256(content).digest() != head_sha:
             return None
@@ -490,7 +486,8 @@ class Tailer:
             if self._holds(original):  # (while the original stays, it is ignored)
                 self._copies[(original.dev, original.ino)] = (
                     original.name, original.size_seen, original.fp_len, original.fp_sha)
-            self._by_id.pop((original.dev, original.ino), None)
+            if self._by_id.get((original.dev, original.ino)) is original:  # (not a new file in its inode)
+                del self._by_id[(original.dev, original.ino)]
             self._drop_fingerprint(original)
             self.counters["compressed_copies_read_instead"] += 1
             self._note(f"{name}: {original.name} compressed before follow read it; read in its place")
@@ -638,7 +635,8 @@ class Tailer:
                     if original is not None and original is not entry and self._ignore_compressed_copy(
                             entry.name, (entry.dev, entry.ino), original):
                         # (found now: when admitted, gzip had not yet written 4 KiB of its content)
-                        self._by_id.pop((entry.dev, entry.ino), None)
+                        if self._by_id.get((entry.dev, entry.ino)) is entry:
+                            del self._by_id[(entry.dev, entry.ino)]
                         self._drop_fingerprint(entry)
                         continue
                     entry.seq = len(self.entries)
@@ -717,9 +715,8 @@ class Tailer:
     def _take_a_copy(self, entry: FileEntry) -> bool:
         """Whether ``entry``, gone before follow opened it, now reads from a copy of it: a copy
         ignored so far whose first bytes are its fingerprint (the live file copied to a rotated
-        name, then replaced), else ``NAME.gz`` when its content starts with the file's
-        fingerprint, or, without one, holds as many bytes as the file had when seen (gzip deleted
-        the file before a scan saw the finished copy).
+        name, then replaced), else ``NAME.gz`` when its content starts with what follow knew of
+        the file's first bytes (gzip deleted the file before a scan saw the finished copy).
 
         Cost: O(copies ignored) and a stat, plus an inflate of at most :data:`FINGERPRINT_SIZE`
         bytes. Raises nothing."""
@@ -730,11 +727,10 @@ class Tailer:
                 return True
         copy = entry.name + ".gz"
         key = _identity(copy)
-        if key is None or key in self._by_id or key in self._copies:
-            return False
-        want = entry.fp_len or min(entry.size_seen, FINGERPRINT_SIZE)
-        content = _content_head(copy, want) if want else None
-        if content is None or (entry.fp_len and hashlib.sha256(content).digest() != entry.fp_sha):
+        if not entry.fp_len or key is None or key in self._by_id or key in self._copies:
+            return False  # (seen empty: nothing tells a copy from a new file)
+        content = _content_head(copy, entry.fp_len)
+        if content is None or hashlib.sha256(content).digest() != entry.fp_sha:
             return False
         self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
         self._adopt(entry, copy, key, "compressed_copies_read_instead",
@@ -1020,6 +1016,7 @@ class Tailer:
         for saved in state["queued"]:
             entry = self._entry(saved, now)
             entry.skip = saved["skip"]
+            entry.size_seen = saved.get("size_seen", 0)  # (a file shorter now was rewritten: see _still)
             self.queue.append(entry)
             self._by_id[(entry.dev, entry.ino)] = entry
         self._copies = {key: value if isinstance(value, tuple) else (value, -1, 0, b"")  # (older states: names only)
