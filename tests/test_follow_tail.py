@@ -98,6 +98,7 @@ class FollowMachine(RuleBasedStateMachine):
         self.active: RecFile | None = None
         self.old: RecFile | None = None  # create-then-close: the previous file still being written
         self.lost_ok: set[int] = set()
+        self.copies = 0
         self.read_size = data.draw(st.sampled_from([61, 500, 1 << 14]))
         self.tailer = self._tailer(None)
         self.consumed: list[int] = []
@@ -227,7 +228,8 @@ class FollowMachine(RuleBasedStateMachine):
         if copy and known and known[-1].fp_len == FINGERPRINT_SIZE:
             # (A copy is recognised once the follower knows the original's first 4 KiB: documented.)
             event("copytruncate with a copy")
-            shutil.copyfile(rec.path, rec.path.with_name(rec.path.name + ".copy"))
+            self.copies += 1  # (a new name each time, as logrotate's: a copy is never overwritten)
+            shutil.copyfile(rec.path, rec.path.with_name(f"{rec.path.name}.copy{self.copies}"))
         self.lost_ok.update(rec.ids)
         rec.ids = []
         os.ftruncate(rec.raw.fileno(), 0)
