@@ -441,11 +441,14 @@ class Tailer:
             return None  # (unknown, or vanished: nothing of it was read)
         head_len, head_sha = self._known_head(original)
         if not head_len:
-            # Nothing known of its bytes (seen or read empty): only a file read empty, gone since,
-            # whose .gz holds just the late bytes it had when last seen. Otherwise the .gz is read
-            # as a new file: nothing of X was read, so that repeats nothing.
-            if original.state != FINISHED or os.path.exists(original.name):
+            # Nothing known of its bytes (seen or read empty), gone since: the name tells for a
+            # file still waiting (X.gz then takes its place: the recorder filled X, then gzip, a
+            # restart or one --poll apart); a file read empty only when the .gz holds just the
+            # late bytes it had when last seen (else it is read as a new file: that repeats nothing).
+            if original.state == OPEN or os.path.exists(original.name):
                 return None
+            if original.state == PENDING:
+                return original if _content_head(name, 0) is not None else None
             content = _content_head(name, original.size_seen + 1, exact=False)
             return original if content is not None and len(content) == original.size_seen else None
         content = _content_head(name, head_len)
@@ -716,7 +719,7 @@ class Tailer:
         """Whether ``entry``, gone before follow opened it, now reads from a copy of it: a copy
         ignored so far whose first bytes are its fingerprint (the live file copied to a rotated
         name, then replaced), else ``NAME.gz`` when its content starts with what follow knew of
-        the file's first bytes (gzip deleted the file before a scan saw the finished copy).
+        the file's first bytes, if anything (gzip deleted the file before a scan saw the copy).
 
         Cost: O(copies ignored) and a stat, plus an inflate of at most :data:`FINGERPRINT_SIZE`
         bytes. Raises nothing."""
@@ -727,10 +730,10 @@ class Tailer:
                 return True
         copy = entry.name + ".gz"
         key = _identity(copy)
-        if not entry.fp_len or key is None or key in self._by_id or key in self._copies:
-            return False  # (seen empty: nothing tells a copy from a new file)
-        content = _content_head(copy, entry.fp_len)
-        if content is None or hashlib.sha256(content).digest() != entry.fp_sha:
+        if key is None or key in self._by_id or key in self._copies:
+            return False
+        content = _content_head(copy, entry.fp_len)  # (seen empty: the name tells, as in _named_original)
+        if content is None or (entry.fp_len and hashlib.sha256(content).digest() != entry.fp_sha):
             return False
         self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
         self._adopt(entry, copy, key, "compressed_copies_read_instead",
