@@ -196,12 +196,16 @@ def _fingerprint(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
         return None
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def _stat(path: str) -> os.stat_result | None:
     try:
-        st = os.stat(path)
+        return os.stat(path)
     except OSError:
         return None
-    return (st.st_dev, st.st_ino)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    st = _stat(path)
+    return None if st is None else (st.st_dev, st.st_ino)
 
 
 def _content_head(path: str, length: int = FINGERPRINT_SIZE, exact: bool = True) -> bytes | None:
@@ -709,7 +713,7 @@ class Tailer:
             return handle
         if entry.fp_len == FINGERPRINT_SIZE and hashlib.sha256(
                 os.pread(handle.fileno(), entry.fp_len, 0)).digest() == entry.fp_sha:
-            self._adopt(entry, entry.name, key, "copies_read_instead",
+            self._adopt(entry, entry.name, st, "copies_read_instead",
                         f"{entry.name}: replaced by a copy of itself before follow read it; read from the copy")
             return handle
         handle.close()
@@ -724,28 +728,31 @@ class Tailer:
         Cost: O(copies ignored) and a stat, plus an inflate of at most :data:`FINGERPRINT_SIZE`
         bytes. Raises nothing."""
         for key, (name, _size, head_len, head_sha) in list(self._copies.items()):
-            if entry.fp_len and (head_len, head_sha) == (entry.fp_len, entry.fp_sha) and _identity(name) == key:
-                self._adopt(entry, name, key, "copies_read_instead",
+            st = _stat(name) if entry.fp_len and (head_len, head_sha) == (entry.fp_len, entry.fp_sha) else None
+            if st is not None and (st.st_dev, st.st_ino) == key:
+                self._adopt(entry, name, st, "copies_read_instead",
                             f"{name}: a copy of {entry.name}, which was gone before follow read it; read in its place")
                 return True
         copy = entry.name + ".gz"
-        key = _identity(copy)
-        if key is None or key in self._by_id or key in self._copies:
+        st = _stat(copy)
+        if st is None or (st.st_dev, st.st_ino) in self._by_id or (st.st_dev, st.st_ino) in self._copies:
             return False
         content = _content_head(copy, entry.fp_len)  # (seen empty: the name tells, as in _named_original)
         if content is None or (entry.fp_len and hashlib.sha256(content).digest() != entry.fp_sha):
             return False
         self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
-        self._adopt(entry, copy, key, "compressed_copies_read_instead",
+        self._adopt(entry, copy, st, "compressed_copies_read_instead",
                     f"{copy}: {entry.name} compressed before follow read it; read in its place")
         return True
 
-    def _adopt(self, entry: FileEntry, name: str, key: tuple[int, int], counter: str, message: str) -> None:
-        """``entry`` is read from the file ``name`` (identity ``key``), a copy of it."""
+    def _adopt(self, entry: FileEntry, name: str, st: os.stat_result, counter: str, message: str) -> None:
+        """``entry`` is read from the file ``name`` (as ``st`` found it), a copy of it; its size is
+        the copy's (a copy is written once: no growth to wait out)."""
+        key = (st.st_dev, st.st_ino)
         self._copies.pop(key, None)
         if self._by_id.get((entry.dev, entry.ino)) is entry:
             del self._by_id[(entry.dev, entry.ino)]
-        entry.name, (entry.dev, entry.ino) = name, key
+        entry.name, (entry.dev, entry.ino), entry.size_seen = name, key, st.st_size
         self._by_id[key] = entry
         self.counters[counter] += 1
         self._note(message)
