@@ -445,14 +445,12 @@ class Tailer:
             return None  # (unknown, or vanished: nothing of it was read)
         head_len, head_sha = self._known_head(original)
         if not head_len:
-            # Nothing known of its bytes (seen or read empty), gone since: the name tells for a
-            # file still waiting (X.gz then takes its place: the recorder filled X, then gzip, a
-            # restart or one --poll apart); a file read empty only when the .gz holds just the
-            # late bytes it had when last seen (else it is read as a new file: that repeats nothing).
-            if original.state == OPEN or os.path.exists(original.name):
+            # Nothing known of its bytes (seen or read empty): only a file read empty, gone since,
+            # whose .gz holds just the late bytes it had when last seen. Otherwise the .gz is read
+            # as a new file: nothing of X was read, so that repeats nothing (a waiting X seen
+            # empty may have been renamed, and X.gz be the next live file: not its copy).
+            if original.state != FINISHED or os.path.exists(original.name):
                 return None
-            if original.state == PENDING:
-                return original if _content_head(name, 0) is not None else None
             content = _content_head(name, original.size_seen + 1, exact=False)
             return original if content is not None and len(content) == original.size_seen else None
         content = _content_head(name, head_len)
@@ -723,7 +721,7 @@ class Tailer:
         """Whether ``entry``, gone before follow opened it, now reads from a copy of it: a copy
         ignored so far whose first bytes are its fingerprint (the live file copied to a rotated
         name, then replaced), else ``NAME.gz`` when its content starts with what follow knew of
-        the file's first bytes, if anything (gzip deleted the file before a scan saw the copy).
+        the file's first bytes (gzip deleted the file before a scan saw the copy).
 
         Cost: O(copies ignored) and a stat, plus an inflate of at most :data:`FINGERPRINT_SIZE`
         bytes. Raises nothing."""
@@ -737,8 +735,10 @@ class Tailer:
         st = _stat(copy)
         if st is None or (st.st_dev, st.st_ino) in self._by_id or (st.st_dev, st.st_ino) in self._copies:
             return False
-        content = _content_head(copy, entry.fp_len)  # (seen empty: the name tells, as in _named_original)
-        if content is None or (entry.fp_len and hashlib.sha256(content).digest() != entry.fp_sha):
+        if not entry.fp_len:
+            return False  # (seen empty: nothing tells its copy from a new file, see _named_original)
+        content = _content_head(copy, entry.fp_len)
+        if content is None or hashlib.sha256(content).digest() != entry.fp_sha:
             return False
         self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
         self._adopt(entry, copy, st, "compressed_copies_read_instead",
