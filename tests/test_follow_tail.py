@@ -32,8 +32,8 @@ from streamer.tail import FINGERPRINT_SIZE, FINISHED, CaughtUp, FileEnd, FileEnt
 ROTATE_WAIT = 5.0
 #: Rotations that delete files (compression, copy-then-replace) free inodes that the filesystem may
 #: give to later files, so their histories differ from run to run (hypothesis calls that flaky),
-#: and they still find failures with inode reuse (README, "Rotations that lose a file's
-#: identity"). They run on demand, not in CI: STREAMER_TAIL_DELETIONS=1 python -m pytest ...
+#: and they can still find a known limit (README, "Rotations that lose a file's identity"). They
+#: run on demand, not in CI: STREAMER_TAIL_DELETIONS=1 python -m pytest ...
 DELETIONS = os.environ.get("STREAMER_TAIL_DELETIONS") == "1"
 
 
