@@ -337,9 +337,9 @@ class Tailer:
 
         A finished file loses its identity here when its first bytes changed, or, finished empty,
         when its inode shows up under another name (reused by a new file). So does a file not
-        opened yet that shows up under another name with other first bytes, or seen empty: it
-        was deleted and the next file took its inode (ext4 reuses them); it is counted as
-        vanished when reading reaches it (unless a copy of it is found then). A file not opened
+        opened yet that shows up under another name with other first bytes: it was deleted and
+        the next file took its inode (ext4 reuses them); it is counted as vanished when reading
+        reaches it (unless a copy of it is found then). A file not opened
         yet whose first bytes changed under its own name is still the same place in the stream:
         it is read as it is now (its fingerprint is dropped), unless part of it was consumed
         before a restart (then opening it tells); the file being read is watched by the reader
@@ -353,10 +353,10 @@ class Tailer:
         if not entry.fp_len:  # (seen empty: nothing known of its bytes)
             if entry.state == FINISHED:  # (nothing was read of it: a new file is never a duplicate)
                 return name == entry.name
-            # Under another name: taken for a new file in its inode. Nothing of it was read, so
-            # that repeats nothing, and the file takes its place by its name; were it a rename,
-            # the file counts as vanished, its lines read all the same.
-            return not renamed_waiting
+            # Waiting, under another name: taken for a rename (a recorder renaming its live file
+            # after a restart that saw it empty), which a deleted file whose inode the next file
+            # took cannot be told from (README, "Known limits").
+            return True
         head = _fingerprint(name, entry.fp_len)
         same = head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
         if same or entry.state == FINISHED or renamed_waiting:
