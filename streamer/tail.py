@@ -196,6 +196,11 @@ def _fingerprint(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
         return None
 
 
+def _is_fingerprint(entry: FileEntry, head: bytes | None) -> bool:
+    """Whether ``head`` (a file's first bytes, or None) is ``entry``'s fingerprint."""
+    return head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
+
+
 def _stat(path: str) -> os.stat_result | None:
     try:
         return os.stat(path)
@@ -317,7 +322,7 @@ class Tailer:
                 if entry.fp_len < min(st.st_size, FINGERPRINT_SIZE) and entry.state != FINISHED:
                     head = _fingerprint(name)  # (so that a copy of it is known as one, and a reused inode)
                     if head and len(head) > entry.fp_len and (
-                            not entry.fp_len or hashlib.sha256(head[:entry.fp_len]).digest() == entry.fp_sha):
+                            not entry.fp_len or _is_fingerprint(entry, head[:entry.fp_len])):
                         self._set_fingerprint(entry, head)
                 if entry.state == FINISHED and entry.finished_size is not None \
                         and st.st_size > entry.finished_size + entry.late:
@@ -357,8 +362,7 @@ class Tailer:
             # after a restart that saw it empty), which a deleted file whose inode the next file
             # took cannot be told from (README, "Known limits").
             return True
-        head = _fingerprint(name, entry.fp_len)
-        same = head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
+        same = _is_fingerprint(entry, _fingerprint(name, entry.fp_len))
         if same or entry.state == FINISHED or renamed_waiting:
             return same
         if not entry.skip:
@@ -372,19 +376,36 @@ class Tailer:
 
     def _read_ignored_copy_first(self, entry: FileEntry) -> bool:
         """Whether an ignored copy with ``entry``'s (old) first 4 KiB was queued just before it."""
-        for key, (name, size, head_len, head_sha) in list(self._copies.items()):
-            if (head_len, head_sha) != (FINGERPRINT_SIZE, entry.fp_sha) or _identity(name) != key:
-                continue
-            del self._copies[key]
-            copy = FileEntry(name, key[0], key[1], size, self.clock())
-            copy.fp_len, copy.fp_sha = head_len, head_sha
-            self._by_fingerprint[head_sha] = copy
-            self.queue.insert(self.queue.index(entry), copy)
-            self._by_id[key] = copy
-            self.counters["copies_read_first"] += 1
-            self._note(f"{name}: the earlier content of {entry.name} (rewritten before follow read it); read before it")
-            return True
-        return False
+        found = self._ignored_copy_of(entry) if entry.fp_len == FINGERPRINT_SIZE else None
+        if found is None:
+            return False
+        name, st = found
+        del self._copies[(st.st_dev, st.st_ino)]
+        copy = FileEntry(name, st.st_dev, st.st_ino, st.st_size, self.clock())
+        copy.fp_len, copy.fp_sha = entry.fp_len, entry.fp_sha
+        self._by_fingerprint[entry.fp_sha] = copy
+        self.queue.insert(self.queue.index(entry), copy)
+        self._by_id[(st.st_dev, st.st_ino)] = copy
+        self.counters["copies_read_first"] += 1
+        self._note(f"{name}: the earlier content of {entry.name} (rewritten before follow read it); read before it")
+        return True
+
+    def _ignored_copy_of(self, entry: FileEntry) -> tuple[str, os.stat_result] | None:
+        """An ignored copy whose recorded first bytes are ``entry``'s fingerprint, still under its
+        name: (name, stat). Cost: O(copies ignored), a stat per candidate. Raises nothing."""
+        if not entry.fp_len:
+            return None
+        for key, (name, _size, head_len, head_sha) in self._copies.items():
+            if (head_len, head_sha) == (entry.fp_len, entry.fp_sha):
+                st = _stat(name)
+                if st is not None and (st.st_dev, st.st_ino) == key:
+                    return name, st
+        return None
+
+    def _forget(self, entry: FileEntry) -> None:
+        """Drop ``entry``'s identity from the table, unless a new file in its inode holds it now."""
+        if self._by_id.get((entry.dev, entry.ino)) is entry:
+            del self._by_id[(entry.dev, entry.ino)]
 
     def _drop_fingerprint(self, entry: FileEntry) -> None:
         if self._by_fingerprint.get(entry.fp_sha) is entry:
@@ -491,8 +512,7 @@ class Tailer:
             if self._holds(original):  # (while the original stays, it is ignored)
                 self._copies[(original.dev, original.ino)] = (
                     original.name, original.size_seen, original.fp_len, original.fp_sha)
-            if self._by_id.get((original.dev, original.ino)) is original:  # (not a new file in its inode)
-                del self._by_id[(original.dev, original.ino)]
+            self._forget(original)
             self._drop_fingerprint(original)
             self.counters["compressed_copies_read_instead"] += 1
             self._note(f"{name}: {original.name} compressed before follow read it; read in its place")
@@ -516,8 +536,7 @@ class Tailer:
         """Whether ``entry``'s name still holds its file: its identity, its known first bytes."""
         if not entry.fp_len or _identity(entry.name) != (entry.dev, entry.ino):
             return False
-        head = _fingerprint(entry.name, entry.fp_len)
-        return head is not None and hashlib.sha256(head).digest() == entry.fp_sha
+        return _is_fingerprint(entry, _fingerprint(entry.name, entry.fp_len))
 
     def _place_of_earlier_content(self, sha: bytes, name: str, counter: str, how: str) -> int:
         """Where a new file holding the earlier content of a waiting file found rewritten (its
@@ -640,8 +659,7 @@ class Tailer:
                     if original is not None and original is not entry and self._ignore_compressed_copy(
                             entry.name, (entry.dev, entry.ino), original):
                         # (found now: when admitted, gzip had not yet written 4 KiB of its content)
-                        if self._by_id.get((entry.dev, entry.ino)) is entry:
-                            del self._by_id[(entry.dev, entry.ino)]
+                        self._forget(entry)
                         self._drop_fingerprint(entry)
                         continue
                     entry.seq = len(self.entries)
@@ -679,8 +697,7 @@ class Tailer:
         if handle is None:
             return self._vanished(entry, items, "file vanished before follow read it")
         if entry.fp_len:
-            head = os.pread(handle.fileno(), entry.fp_len, 0)
-            if hashlib.sha256(head).digest() != entry.fp_sha:
+            if not _is_fingerprint(entry, os.pread(handle.fileno(), entry.fp_len, 0)):
                 if not entry.skip:
                     self._drop_fingerprint(entry)  # rewritten before any of it was consumed: read it as it is
                 else:
@@ -709,8 +726,7 @@ class Tailer:
         key = (st.st_dev, st.st_ino)
         if key == (entry.dev, entry.ino):
             return handle
-        if entry.fp_len == FINGERPRINT_SIZE and hashlib.sha256(
-                os.pread(handle.fileno(), entry.fp_len, 0)).digest() == entry.fp_sha:
+        if entry.fp_len == FINGERPRINT_SIZE and _is_fingerprint(entry, os.pread(handle.fileno(), entry.fp_len, 0)):
             self._adopt(entry, entry.name, st, "copies_read_instead",
                         f"{entry.name}: replaced by a copy of itself before follow read it; read from the copy")
             return handle
@@ -725,20 +741,19 @@ class Tailer:
 
         Cost: O(copies ignored) and a stat, plus an inflate of at most :data:`FINGERPRINT_SIZE`
         bytes. Raises nothing."""
-        for key, (name, _size, head_len, head_sha) in list(self._copies.items()):
-            st = _stat(name) if entry.fp_len and (head_len, head_sha) == (entry.fp_len, entry.fp_sha) else None
-            if st is not None and (st.st_dev, st.st_ino) == key:
-                self._adopt(entry, name, st, "copies_read_instead",
-                            f"{name}: a copy of {entry.name}, which was gone before follow read it; read in its place")
-                return True
+        found = self._ignored_copy_of(entry)
+        if found is not None:
+            name, st = found
+            self._adopt(entry, name, st, "copies_read_instead",
+                        f"{name}: a copy of {entry.name}, which was gone before follow read it; read in its place")
+            return True
         copy = entry.name + ".gz"
         st = _stat(copy)
         if st is None or (st.st_dev, st.st_ino) in self._by_id or (st.st_dev, st.st_ino) in self._copies:
             return False
         if not entry.fp_len:
             return False  # (seen empty: nothing tells its copy from a new file, see _named_original)
-        content = _content_head(copy, entry.fp_len)
-        if content is None or hashlib.sha256(content).digest() != entry.fp_sha:
+        if not _is_fingerprint(entry, _content_head(copy, entry.fp_len)):
             return False
         self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
         self._adopt(entry, copy, st, "compressed_copies_read_instead",
@@ -750,8 +765,7 @@ class Tailer:
         the copy's (a copy is written once: no growth to wait out)."""
         key = (st.st_dev, st.st_ino)
         self._copies.pop(key, None)
-        if self._by_id.get((entry.dev, entry.ino)) is entry:
-            del self._by_id[(entry.dev, entry.ino)]
+        self._forget(entry)
         entry.name, (entry.dev, entry.ino), entry.size_seen = name, key, st.st_size
         self._by_id[key] = entry
         self.counters[counter] += 1
@@ -762,8 +776,7 @@ class Tailer:
         self._note(f"{entry.name}: {reason}")
         entry.state = FINISHED
         entry.finished_size = None
-        if self._by_id.get((entry.dev, entry.ino)) is entry:
-            del self._by_id[(entry.dev, entry.ino)]
+        self._forget(entry)
         assert entry.seq is not None
         items.append(FileEnd(entry.seq, entry.name, 0, None, False, reason, 0))
         return None
