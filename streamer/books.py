@@ -322,7 +322,7 @@ class Book:
             return []
         side = self.bids if is_bid else self.asks
         prices = reversed(side) if is_bid else iter(side)
-        return [(price, side[price]) for price in islice(prices, n)]
+        return [(price, side[price]) for price in islice(prices, min(n, len(side)))]  # (islice refuses n > maxsize)
 
     def level_counts(self) -> tuple[int, int]:
         """Return ``(number of bid levels, number of ask levels)``.

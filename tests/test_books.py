@@ -387,6 +387,13 @@ def test_book_top_orders_bids_high_to_low_and_asks_low_to_high() -> None:
     assert book.top(True, 1) == [(D("0.3"), D("3"))]
 
 
+def test_book_top_of_more_levels_than_any_index_gives_them_all() -> None:
+    # `--top-n 99999999999999999999` is a valid flag value: beyond sys.maxsize islice would raise
+    book = make_book({"0.1": "1", "0.2": "2"}, {"0.9": "9"})
+    assert book.top(True, 10**20) == [(D("0.2"), D("2")), (D("0.1"), D("1"))]
+    assert book.top(False, 10**20) == [(D("0.9"), D("9"))]
+
+
 @pytest.mark.parametrize("n", [0, -1, -5])
 def test_book_top_non_positive_n_is_empty(n: int) -> None:
     book = make_book({"0.1": "1", "0.2": "2"}, {"0.9": "9"})
