@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from . import __version__, batch, decoders
-from .errors import StreamerError, Terminated, raise_terminated
+from .errors import StreamerError, Terminated, stop_once
 from .shards import default_workers
 
 EXIT_PASS = 0
@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    previous = _terminate_as_interrupt() if args.command != "follow" else None  # (follow handles its own)
+    previous = _stop_once_on_signals() if args.command != "follow" else {}  # (follow handles its own)
     try:
         return handler(args)
     except StreamerError as exc:
@@ -329,14 +329,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"streamer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _terminate_as_interrupt() -> Any:
-    """Make SIGTERM unwind like Ctrl-C (so outputs' temporaries and work directories are removed);
-    return the handler it replaces, or None where none can be set (not the main thread)."""
+def _stop_once_on_signals() -> dict[int, Any]:
+    """Make SIGINT and SIGTERM unwind once (so outputs' temporaries and work directories are
+    removed, and a second signal does not break into that); return the handlers they replace,
+    none where none can be set (not the main thread)."""
+    previous = {}
     try:
-        return signal.signal(signal.SIGTERM, raise_terminated)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, stop_once)
     except ValueError:
-        return None
+        pass
+    return previous

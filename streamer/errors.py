@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 
 class StreamerError(Exception):
@@ -26,6 +28,15 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process is so that it unwinds (and cleans up) as on Ctrl-C."""
 
 
-def raise_terminated(signum: int, frame: object) -> None:
-    """A SIGTERM handler: raise :class:`Terminated` where the process is. Cost: O(1)."""
+def stop_once(signum: int, frame: object) -> None:
+    """A SIGINT/SIGTERM handler: ignore both from now on, then raise where the process is.
+
+    SIGTERM raises :class:`Terminated`, SIGINT :class:`KeyboardInterrupt`. Ignoring what follows
+    keeps a second signal from breaking into the cleanup with a traceback: a second Ctrl-C, or a
+    helper that gets the terminal's signal and then its driver's SIGTERM. Cost: O(1).
+    """
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt()
     raise Terminated()

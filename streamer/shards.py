@@ -36,7 +36,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import HelperError, InputError, raise_terminated
+from .errors import HelperError, InputError, stop_once
 
 #: The driver's weight when markets are dealt: it also parses and hashes every line.
 DRIVER_WEIGHT = 0.8
@@ -141,16 +141,17 @@ class Helpers:
                 process = context.Process(target=_helper_main, name=f"streamer-share-{number}", daemon=True,
                                           args=(self._target, (*job, out_dir), out_dir / "result.pickle"))
                 self._processes.append((process, out_dir))
-                # SIGTERM waits while the helper is made: a stop then would leave a helper this
-                # process does not know yet (it unblocks in the helper once its handler is set)
-                blocked = _block(signal.SIGTERM)
+                # SIGINT and SIGTERM wait while the helper is made: a stop then would leave a
+                # helper this process does not know yet (they unblock in the helper once its
+                # handlers are set)
+                blocked = _block(_STOPS)
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", DeprecationWarning)  # fork with no other thread
                         process.start()
                 finally:
                     if blocked:
-                        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
         except BaseException:  # (a SIGTERM as well): stop what started, remove the directory
             self.__exit__(None, None, None)
             raise
@@ -190,21 +191,28 @@ class Helpers:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _block(signum: int) -> bool:
-    """Block ``signum`` in this thread where the platform can; whether it did. Cost: O(1)."""
+#: The signals that stop a command (the terminal's Ctrl-C, a service manager's stop).
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _block(signums: set[signal.Signals]) -> bool:
+    """Block ``signums`` in this thread where the platform can; whether it did. Cost: O(1)."""
     if not hasattr(signal, "pthread_sigmask"):
         return False
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+    signal.pthread_sigmask(signal.SIG_BLOCK, signums)
     return True
 
 
 def _helper_main(target: Callable[..., Any], args: tuple[Any, ...], result_path: Path) -> None:
     """A helper's body: run ``target`` and leave ``(status, value)`` in ``result_path``."""
     _exit_with_driver()
-    signal.signal(signal.SIGTERM, raise_terminated)  # stopped by its driver: clean up as it unwinds
+    # Stopped by its driver only (SIGTERM: clean up as it unwinds, once). Ctrl-C reaches the whole
+    # process group; the driver, interrupted too, stops its helpers as it unwinds.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop_once)
     try:
         if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # (blocked while it was made)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # (blocked while it was made)
         outcome: tuple[str, Any] = ("ok", target(*args))
     except InputError as exc:
         outcome = ("input_error", str(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -296,11 +297,18 @@ def test_a_failing_spool_flush_still_closes_every_spool_and_removes_the_work_dir
     assert not run.work_dir.exists()
 
 
+STOPS = [(signal.SIGTERM, "process"), (signal.SIGTERM, "group"), (signal.SIGINT, "group"), (signal.SIGINT, "twice")]
+
+
+@pytest.mark.parametrize("signum, target", STOPS, ids=[f"{s.name}-{t}" for s, t in STOPS])
 @pytest.mark.parametrize("command, workers", [("run", 1), ("run", 2), ("analyze", 2)])
-def test_sigterm_mid_run_unwinds_leaving_nothing_in_the_output_directory(tmp_path: Path, command: str,
-                                                                          workers: int) -> None:
+def test_a_signal_mid_run_unwinds_leaving_nothing_in_the_output_directory(tmp_path: Path, command: str, workers: int,
+                                                                          signum: signal.Signals, target: str) -> None:
     """SIGTERM (a service stopped, a container shut down) unwinds as Ctrl-C does: one line, exit
-    143, and no temporary file or work directory left beside the outputs (the helper's included)."""
+    143 (130 for SIGINT), and no temporary file or work directory left beside the outputs (the
+    helper's included). Also when the signal reaches the whole process group, as the terminal's
+    Ctrl-C does (the helper too, then its driver's SIGTERM), and when it comes twice (a second
+    Ctrl-C while the first unwinds): neither may break into the cleanup with a traceback."""
     capture = generate_capture(tmp_path / "cap", CaptureShape(markets=4, ws_lines=60_000), 5)
     out = tmp_path / "out"
     run_flags = ["--manifest-10b", str(capture.manifest_10b), "--output-rows", str(tmp_path / "rows.jsonl.gz"),
@@ -317,17 +325,23 @@ def test_sigterm_mid_run_unwinds_leaving_nothing_in_the_output_directory(tmp_pat
     else:
         flags = run_flags
     out.mkdir()
-    with subprocess.Popen([sys.executable, "-m", "streamer", command, *flags], cwd=tmp_path,
+    with subprocess.Popen([sys.executable, "-m", "streamer", command, *flags], cwd=tmp_path, start_new_session=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         deadline = time.monotonic() + 60
         while not any(out.iterdir()) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)  # (waiting for the run to have made its work directory, not for time)
         if process.poll() is not None:
             pytest.skip("the run ended before it could be stopped")
-        process.send_signal(signal.SIGTERM)
+        if target == "group":
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+            if target == "twice":
+                process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143
-    assert stderr == f"streamer {command}: terminated\n" and stdout == ""
+    interrupted = signum == signal.SIGINT
+    assert process.returncode == (130 if interrupted else 143)
+    assert stderr == f"streamer {command}: {'interrupted' if interrupted else 'terminated'}\n" and stdout == ""
     assert list(out.iterdir()) == []
 
 
