@@ -689,8 +689,9 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
 
     ``outputs`` maps each output flag to its path. Refused: two flags naming one file, an output
     that is one of ``inputs`` (by path after symlinks, or by inode), an output that is a
-    directory, and one whose nearest existing parent is not a writable directory.
-    Cost: O(outputs x inputs) path resolutions and stats.
+    directory, and one whose nearest existing parent is not a directory in which a file can be
+    created (tried: a probe file is made and removed). Cost: O(outputs x inputs) path resolutions
+    and stats, and a probe per parent.
 
     :raises UsageError: naming the flag and the path.
     """
@@ -703,6 +704,7 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
 
     read = {identity(Path(path)): Path(path) for path in inputs}
     named: dict[object, str] = {}
+    probed: set[Path] = set()
     for flag, path in outputs.items():
         path = Path(path)
         key = identity(path)
@@ -720,6 +722,14 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
             raise UsageError(f"cannot write {flag} {path}: {parent} is not a directory")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise UsageError(f"cannot write {flag} {path}: {parent} is not writable")
+        if parent not in probed:  # os.access says yes to root, also where a write fails (/proc, /sys)
+            try:
+                handle, probe = tempfile.mkstemp(prefix=".streamer-probe-", dir=parent)
+                os.close(handle)
+                os.unlink(probe)
+            except OSError as exc:
+                raise UsageError(f"cannot write {flag} {path}: {parent}: {exc.strerror or exc}") from None
+            probed.add(parent)
 
 
 def _reconstruction_inputs(config: ReconstructConfig) -> tuple[Any, list[InputStats], list[InputStats]]:

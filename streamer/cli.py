@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -204,9 +205,22 @@ def _print_messages(outcome: batch.Outcome, command: str) -> None:
 
 def _print_outcome(outcome: batch.Outcome, lines: list[str], command: str) -> int:
     _print_messages(outcome, command)
-    for line in lines:
-        print(line)
+    _print_lines(lines)
     return EXIT_PASS if outcome.gate == "WS_DIVERGENCE_ANALYSIS_PASS" else EXIT_GATE_NOT_PASSED
+
+
+def _print_lines(lines: list[str]) -> None:
+    """Print result lines on stdout. A reader gone (``| head -1``) is no error: the outputs are
+    written by now, so the exit code stays the command's."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit: send that to /dev/null, not to the closed pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -229,9 +243,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
                                      progress=args.progress)
     outcome = batch.reconstruct(config)
     _print_messages(outcome, "reconstruct")
-    print(f"RECONSTRUCTION_ROWS={args.output_rows}")
-    print(f"RECONSTRUCTION_MANIFEST={args.manifest_10c}")
-    print(f"RECONSTRUCTION_GATE={outcome.gate}")
+    _print_lines([f"RECONSTRUCTION_ROWS={args.output_rows}", f"RECONSTRUCTION_MANIFEST={args.manifest_10c}",
+                  f"RECONSTRUCTION_GATE={outcome.gate}"])
     return EXIT_PASS
 
 
@@ -295,8 +308,9 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     config, outcome = run_demo(args.out, seed=args.seed, ws_lines=args.ws_lines)
-    code = _print_outcome(outcome, _run_lines(config, outcome), "demo")
-    print(f"demo: capture and outputs are in {args.out}/ (open {config.output_report} first)")
+    code = _print_outcome(outcome, [*_run_lines(config, outcome),
+                                    f"demo: capture and outputs are in {args.out}/ (open {config.output_report} first)"],
+                          "demo")
     return EXIT_PASS if code in (EXIT_PASS, EXIT_GATE_NOT_PASSED) else code
 
 

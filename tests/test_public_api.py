@@ -82,6 +82,26 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path,
     assert "Traceback" not in captured.err
 
 
+@pytest.mark.parametrize("command", ["demo", "reconstruct"])
+def test_a_reader_of_stdout_gone_is_no_error(tmp_path: Path, command: str) -> None:
+    """``streamer ... | head -1``: the outputs are written, so the exit code stays the command's
+    and nothing is said (no "Broken pipe", no traceback at exit)."""
+    if command == "demo":
+        argv = ["demo", "--out", str(tmp_path / "d"), "--ws-lines", "300"]
+    else:
+        capture = generate_capture(tmp_path / "capture", CaptureShape(markets=1, ws_lines=300), 2)
+        argv = ["reconstruct", "--manifest-10b", str(capture.manifest_10b), "--output-rows", str(tmp_path / "r.gz"),
+                "--output-manifest", str(tmp_path / "c.json")]
+    process = subprocess.Popen([sys.executable, "-m", "streamer", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.close()  # before the command prints: its first line meets a closed pipe
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 0
+    assert stderr == ""
+    assert (tmp_path / ("d/derived" if command == "demo" else "c.json")).exists()
+
+
 def test_no_command_lists_the_commands_and_where_to_start(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main([])
     captured = capsys.readouterr()
@@ -146,6 +166,11 @@ def _flags(root: Path, command: str, **outputs: str) -> list[str]:
     ("run", {"manifest_10c": "o/same.json", "output_manifest": "o/same.json"}, "name the same file"),
     ("run", {"output_report": "a-directory"}, "is a directory"),
     ("reconstruct", {"output_rows": "a-file/rows.gz"}, "is not a directory"),
+    # a directory where no file can be made although os.access says yes to root: the probe finds it
+    pytest.param("run", {"output_report": "/proc/streamer-test/r.md"}, "cannot write --output-report",
+                 marks=pytest.mark.skipif(not Path("/proc/self").exists(), reason="no /proc here")),
+    pytest.param("analyze", {"output_manifest": "/proc/m.json"}, "cannot write --output-manifest",
+                 marks=pytest.mark.skipif(not Path("/proc/self").exists(), reason="no /proc here")),
 ])
 def test_outputs_that_would_destroy_an_input_or_cannot_be_written_are_refused_before_any_work(
         demo_capture: Path, command: str, outputs: dict[str, str], message: str,
