@@ -155,9 +155,10 @@ class Progress:
         self._width = len(text)
 
     def done(self) -> None:
-        """End the progress line, if one was drawn. Cost: O(1); raises OSError (stderr)."""
+        """End the progress line, if one was drawn, with the totals as they end (the last redraw
+        may be up to 0.5 s old). Cost: O(inputs); raises OSError (stderr)."""
         if self.enabled and self._last is not None:
-            sys.stderr.write("\n")
+            sys.stderr.write("\r" + self.line(self._clock()).ljust(self._width) + "\n")
             sys.stderr.flush()
 
 

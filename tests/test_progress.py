@@ -80,8 +80,14 @@ def test_redraws_at_most_twice_a_second_blank_out_a_longer_line_and_end_with_one
     second = terminal.text[len(first):]
     assert second.startswith("\r" + progress.line(clock.now))
     assert len(second) == len(first)  # padded with blanks over the end of the longer first line
+    stats.bytes_read = 24_000_000  # read to the end since the last redraw
+    progress.lines = 9
+    drawn = terminal.text
     progress.done()
     assert terminal.text.endswith("\n") and terminal.text.count("\n") == 1
+    last = progress.line(clock.now)
+    assert terminal.text[len(drawn):] == "\r" + last.ljust(len(second.rstrip()) - 1) + "\n"  # the totals as they end
+    assert "(100%), 9 websocket lines" in last
 
 
 def test_nothing_is_written_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,7 +161,7 @@ def test_on_a_terminal_progress_goes_to_stderr_and_stdout_keeps_its_lines(tmp_pa
     assert "streamer: " not in stdout
     drawn = [part for part in terminal.replace("\r\n", "\n").split("\r") if part.strip()]
     assert drawn and all(part.startswith("streamer: ") for part in drawn)
-    assert "MB read (" in drawn[-1] and "websocket lines" in drawn[-1]
+    assert "MB read (100%), 2,000 websocket lines" in drawn[-1]  # the last line: the totals
     assert terminal.endswith("\n")
     code, stdout, terminal = _run_with_stderr_on_a_terminal([*args, "--no-progress"], tmp_path)
     assert code in (0, 1) and len(stdout.splitlines()) == len(expected)
