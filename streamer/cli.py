@@ -57,11 +57,14 @@ def _progress_flag(parser: argparse.ArgumentParser) -> None:
 class _Parser(argparse.ArgumentParser):
     """argparse, with a bad flag reported as one line (not the usage block): exit 2."""
 
+    #: the subcommands' parsers, by name (the top-level parser's)
+    commands: dict[str, argparse.ArgumentParser] = {}
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> _Parser:
     parser = _Parser(
         prog="streamer",
         description="Audit recorded Polymarket order-book feeds as a stream.",
@@ -71,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = commands.choices
 
     analyze = commands.add_parser(
         "analyze", help="explain every divergent comparison row (the reference analyzer, streamed)",
@@ -326,7 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (sys.argv[1:] if argv is None else argv):  # no command: what there is, not just an error
         parser.print_help(sys.stderr)
         return EXIT_INPUT
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's parser, so that the hint names the help that lists its flags
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace], int] = args.handler
     previous = _stop_once_on_signals() if args.command != "follow" else {}  # (follow handles its own)
     try:

@@ -121,6 +121,8 @@ def test_a_bad_flag_is_one_line_and_exit_2(argv: list[str], capsys: pytest.Captu
     assert stopped.value.code == 2 and captured.out == ""
     assert captured.err.count("\n") == 1 and "error: " in captured.err and "--help" in captured.err
     assert "usage:" not in captured.err
+    if argv[0] != "bogus":  # the hint names the help of the command whose flags were wrong
+        assert captured.err.startswith(f"streamer {argv[0]}: error: ") and f"(see streamer {argv[0]} --help)" in captured.err
 
 
 @pytest.mark.parametrize("setting", ["STREAMER_JSON=bogus", "STREAMER_GZIP=gz"])
