@@ -79,8 +79,12 @@ class AtomicFile:
 
     def __init__(self, path: Path, mode: str = "wb") -> None:
         self.path = Path(path)
+        self.temp = self.path  # (until the temporary exists: what a failure names)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as exc:
+            raise self.named(exc) from None
         self.temp = Path(name)
         self.handle: IO[Any] = os.fdopen(fd, mode)
         self._closed = False
@@ -97,12 +101,21 @@ class AtomicFile:
             self.commit()
         else:
             self.abort()
+            if isinstance(exc, OSError):
+                raise self.named(exc) from None
+
+    def named(self, exc: OSError) -> OSError:
+        """``exc`` as the user should read it: naming the output, not its temporary file (a failed
+        write names no file at all). An error about another file is left as it is. Cost: O(1)."""
+        if exc.filename is not None and exc.filename not in (str(self.temp), str(self.path)):
+            return exc
+        return OSError(exc.errno, exc.strerror or str(exc), str(self.path))
 
     def commit(self) -> None:
         """Flush, fsync and rename into place.
 
-        Cost: a flush, two fsyncs and a rename; raises OSError when one fails, after removing the
-        temporary file (``path`` is then as it was). A second call is a no-op.
+        Cost: a flush, two fsyncs and a rename; raises OSError (naming ``path``) when one fails,
+        after removing the temporary file (``path`` is then as it was). A second call is a no-op.
         """
         if self._closed:
             return
@@ -111,8 +124,10 @@ class AtomicFile:
             os.fsync(self.handle.fileno())
             self.handle.close()
             os.replace(self.temp, self.path)
-        except BaseException:
+        except BaseException as exc:
             self.abort()  # (a full disk must not leave the temporary file beside the output)
+            if isinstance(exc, OSError):
+                raise self.named(exc) from None
             raise
         self._closed = True
         fsync_directory(self.path.parent)
@@ -297,6 +312,8 @@ class GzipRowsWriter:
             self.commit()
         else:
             self._file.abort()
+            if isinstance(exc, OSError):
+                raise self._file.named(exc) from None
 
     def _emit(self, data: bytes) -> None:
         if data:

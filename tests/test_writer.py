@@ -185,13 +185,52 @@ def test_atomic_file_failed_commit_removes_the_temporary(tmp_path: Path, monkeyp
     atomic = AtomicFile(target)
     atomic.handle.write(b"new")
     monkeypatch.setattr(os, failing, refuse)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match="No space") as raised:
         atomic.commit()
+    assert raised.value.filename == str(target)  # the output, never its temporary name
     monkeypatch.undo()
     assert target.read_bytes() == b"old"
     assert leftovers(tmp_path) == ["out.json"]
     atomic.commit()  # (a no-op now: the file was dropped)
     assert target.read_bytes() == b"old"
+
+
+class _FullDisk:
+    """A file handle whose writes fail as on a full disk (no file named, as os.write's errors)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_failed_write_names_the_output_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    with pytest.raises(OSError, match="No space") as raised:
+        with AtomicFile(target) as out:
+            out.handle = _FullDisk(out.handle)  # type: ignore[assignment]
+            out.handle.write(b"data")
+    assert raised.value.filename == str(target)
+    with pytest.raises(OSError, match="No space") as raised:
+        with GzipRowsWriter(tmp_path / "rows.gz") as writer:
+            writer._file.handle = _FullDisk(writer._file.handle)  # type: ignore[assignment]
+            for _ in range(2000):  # until the compressor lets bytes out
+                writer.write(b'{"row": "%d"}' % _)
+            writer.commit()
+    assert raised.value.filename == str(tmp_path / "rows.gz")
+    assert leftovers(tmp_path) == []
+
+
+def test_an_error_about_another_file_inside_an_atomic_write_is_left_as_it_is(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as raised:
+        with AtomicFile(tmp_path / "out.json") as out:
+            out.handle.write((tmp_path / "missing-spool").read_bytes())
+    assert raised.value.filename == str(tmp_path / "missing-spool")
+    assert leftovers(tmp_path) == []
 
 
 def test_write_atomic(tmp_path: Path) -> None:
