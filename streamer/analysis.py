@@ -26,8 +26,10 @@ from .payloads import compact_event, parse_time_us, part_event_type
 from .writer import AtomicFile, OrderedSpool, json_body, read_records, write_record
 
 ANALYZER_NAME = "streamer"
-#: Divergent rows answered per second pass (each pass reads the websocket files once).
-EXACT_BATCH = 20_000
+#: Divergent rows answered per second pass (each pass reads the websocket files once). A pass
+#: holds its rows' context and evidence until it ends: 2,000 rows keep that under ~70 MiB
+#: (rows shuffled out of order at 200k lines: 20,000 held ~130 MiB; benchmarks/README.md).
+EXACT_BATCH = 2_000
 
 STRONGEST_RISK = ("Treating size-only divergence as harmless would overstate fidelity. Size differences "
                   "affect depth and fillability even when best quotes match.")

@@ -191,17 +191,25 @@ class OrderedSpool:
 
     Each record has ``width`` byte fields; ``sink(seq, fields)`` receives the records in order (a
     skip is never handed on). Records that arrive early wait in a heap of at most ``buffer_limit``
-    records; beyond that the heap is written to a sorted run file in ``spill_dir``.
+    records and ``byte_limit`` bytes of fields (a record of a large ``--context-limit`` is
+    hundreds of KB); beyond either the heap is written to a sorted run file in ``spill_dir``.
 
     Cost: O(log b) per record in memory; spilled records are written and read once more.
-    Memory: O(buffer_limit) records, whatever the number of records.
+    Memory: O(min(buffer_limit records, byte_limit + one record)), whatever the number of records.
     """
 
-    def __init__(self, sink: Any, width: int, spill_dir: Path, buffer_limit: int = 4096) -> None:
+    #: bytes of fields held in the heap (a class default: a spool pickled before it existed holds 0)
+    _held = 0
+    _byte_limit = 16 << 20
+
+    def __init__(self, sink: Any, width: int, spill_dir: Path, buffer_limit: int = 4096,
+                 byte_limit: int = 16 << 20) -> None:
         self._sink = sink
         self._width = width
         self._spill_dir = spill_dir
         self._limit = buffer_limit
+        self._byte_limit = byte_limit
+        self._held = 0
         self._heap: list[tuple[int, tuple[bytes, ...]]] = []
         self._runs: list[Path] = []
         self.next_seq = 0
@@ -234,12 +242,14 @@ class OrderedSpool:
             heap = self._heap
             while heap and heap[0][0] == self.next_seq:
                 held = heapq.heappop(heap)[1]
+                self._held -= sum(map(len, held))
                 if held:
                     self._sink(self.next_seq, held)
                 self.next_seq += 1
             return
         heapq.heappush(self._heap, (seq, fields))
-        if len(self._heap) > self._limit:
+        self._held += sum(map(len, fields))
+        if len(self._heap) > self._limit or self._held > self._byte_limit:
             self._spill()
 
     def _spill(self) -> None:
@@ -249,7 +259,17 @@ class OrderedSpool:
             while heap:
                 write_record(out, *heapq.heappop(heap))
                 self.spilled_records += 1
+        self._held = 0
         self._runs.append(Path(name))
+
+    def _check(self) -> None:
+        """Assert the invariants (tests call it after each put): the heap is a heap of records
+        after ``next_seq``, within both limits, and ``_held`` counts its bytes. Cost: O(heap)."""
+        heap = self._heap
+        assert all(heap[(i - 1) // 2] <= heap[i] for i in range(1, len(heap)))
+        assert all(seq > self.next_seq for seq, _fields in heap)
+        assert self._held == sum(len(field) for _seq, fields in heap for field in fields)
+        assert len(heap) <= self._limit and self._held <= self._byte_limit
 
     def _read_run(self, path: Path) -> Iterator[tuple[int, tuple[bytes, ...]]]:
         return read_records(path, self._width)
@@ -264,6 +284,7 @@ class OrderedSpool:
         sources: list[Any] = [self._read_run(run) for run in self._runs]
         sources.append(iter(sorted(self._heap)))
         self._heap = []
+        self._held = 0
         for seq, fields in heapq.merge(*sources, key=lambda record: record[0]):
             if seq != self.next_seq:
                 raise RuntimeError(f"output sequence broken: got {seq}, expected {self.next_seq}")

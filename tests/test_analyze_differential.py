@@ -37,6 +37,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from streamer import analysis, cli
 from streamer.synth import CaptureShape, generate_capture
 from tests import refcompare
 from tests.oracle import reconstruct
@@ -597,6 +598,29 @@ def test_rows_out_of_time_order_are_answered_exactly(synth_capture: tuple[Path, 
     streaming = _streaming(outcome)
     assert streaming["context_misses"] > 0
     assert streaming["second_passes"] >= 1
+
+
+def test_misses_answered_a_few_per_pass_give_the_same_manifest(synth_capture: tuple[Path, list[dict[str, Any]]],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second pass answers EXACT_BATCH misses (its memory bound): more, smaller passes, same answer."""
+    work, rows = synth_capture
+    flags = refcompare.write_analysis_inputs(work, MANIFEST_10B, _reorder(rows, "shuffled", 11))
+
+    def analyze(label: str) -> dict[str, Any]:
+        argv = ["analyze", "--no-progress", "--workers", "1", *[item for pair in flags.items() for item in pair],
+                "--output-manifest", f"out-{label}/m.json", "--output-report", f"out-{label}/r.md"]
+        with contextlib.chdir(work):
+            assert cli.main(argv) in (0, 1)
+        return refcompare.load_manifest(work / f"out-{label}/m.json")
+
+    whole = analyze("batch-default")
+    monkeypatch.setattr(analysis, "EXACT_BATCH", 7)
+    batched = analyze("batch-7")
+    misses = whole["streaming"]["context_misses"]
+    assert misses > 7 and batched["streaming"]["context_misses"] == misses
+    assert whole["streaming"]["second_passes"] == math.ceil(misses / 2000)
+    assert batched["streaming"]["second_passes"] == math.ceil(misses / 7)
+    refcompare.assert_equal_manifests(refcompare.comparable(whole), refcompare.comparable(batched))
 
 
 def _price_change(token: str, price: str, size: str = "5", side: str = "BUY") -> dict[str, Any]:

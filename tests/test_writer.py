@@ -36,15 +36,18 @@ def record(seq: int, width: int) -> tuple[bytes, ...]:
 
 @SETTINGS
 @given(order=st.integers(0, 60).flatmap(lambda n: st.permutations(list(range(n)))),
-       limit=st.integers(0, 4), width=st.integers(1, 3))
+       limit=st.integers(0, 4), width=st.integers(1, 3), byte_limit=st.sampled_from([0, 30, 100, 1 << 20]))
 def test_ordered_spool_outputs_in_order(tmp_path_factory: pytest.TempPathFactory, order: list[int], limit: int,
-                                        width: int) -> None:
+                                        width: int, byte_limit: int) -> None:
     spill_dir = tmp_path_factory.mktemp("spool")
     out: list[tuple[bytes, ...]] = []
-    spool = OrderedSpool(lambda _seq, fields: out.append(fields), width, spill_dir, buffer_limit=limit)
+    spool = OrderedSpool(lambda _seq, fields: out.append(fields), width, spill_dir, buffer_limit=limit,
+                         byte_limit=byte_limit)
     for seq in order:
         spool.put(seq, record(seq, width))
+        spool._check()
     spool.finish(len(order))
+    spool._check()
     assert out == [record(seq, width) for seq in range(len(order))]
     assert spool.next_seq == len(order)
     assert leftovers(spill_dir) == []  # run files are removed
@@ -65,6 +68,21 @@ def test_ordered_spool_spills_and_writes_the_in_order_prefix_at_once(tmp_path: P
     spool.finish(7)
     assert out == [record(seq, 2) for seq in range(7)]
     assert leftovers(tmp_path) == []
+
+
+def test_ordered_spool_spills_by_bytes_as_well_as_by_records(tmp_path: Path) -> None:
+    """Records of a large --context-limit are hundreds of KB: a count alone would hold gigabytes."""
+    out: list[tuple[bytes, ...]] = []
+    spool = OrderedSpool(lambda _seq, fields: out.append(fields), 1, tmp_path, buffer_limit=4096, byte_limit=1000)
+    for seq in (3, 2):
+        spool.put(seq, (b"x" * 400,))
+    assert spool.spilled_records == 0
+    spool.put(1, (b"x" * 400,))  # 1,200 bytes held: over the byte limit, far under the count
+    assert spool.spilled_records == 3 and spool._held == 0
+    spool._check()
+    spool.put(0, (b"y",))
+    spool.finish(4)
+    assert out == [(b"y",)] + [(b"x" * 400,)] * 3
 
 
 def test_ordered_spool_releases_held_records_in_order(tmp_path: Path) -> None:
