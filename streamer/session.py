@@ -11,8 +11,9 @@ pickled (the analysis spools are reattached with
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import IO, Any, Callable, Iterable, Protocol
 
 from .analysis import DivergenceAnalysis, make_work_dir, remove_work_dir
 from .decoders import dumps, exact_dumps, exact_loads, fallback_loads
@@ -156,6 +157,10 @@ class RunSession:
     """
 
     relay: Callable[[tuple[Any, ...]], None] | None = None
+    #: A binary file (read and write) where late checkpoints' REST rows wait for the replay, so
+    #: that memory does not grow with them (a REST row of many books is ~100 KB); None keeps them
+    #: in :attr:`late` (``follow``, whose state holds them).
+    late_spill: IO[bytes] | None = None
 
     def __init__(self, reconstructor: Reconstructor, analysis: AnalysisRun | None,
                  rows: RowsSink | None = None) -> None:
@@ -170,8 +175,9 @@ class RunSession:
         self.max_us: int | None = None
         #: checkpoints that came after the stream had passed their time (REST rows out of time
         #: order): ``(time_us, first_place, count, file_index, line, serialized rest_row)``, for
-        #: :meth:`replay_late`; kept as JSON bytes, not as a dict object per book level
-        self.late: list[tuple[int, int, int, int, int, bytes]] = []
+        #: :meth:`replay_late`; kept as JSON bytes, not as a dict object per book level, or as
+        #: ``(offset, length)`` in :attr:`late_spill` when it is set
+        self.late: list[tuple[int, int, int, int, int, bytes | tuple[int, int]]] = []
 
     @classmethod
     def for_run(cls, markets: dict[str, dict[str, Any]], ws_names: list[str], rest_names: list[str], *,
@@ -225,8 +231,15 @@ class RunSession:
             if count:
                 self.reconstructor.rest_rows += 1
                 self.reconstructor.anomalies.add("late_rest_checkpoint", f"{self.reconstructor.rest_names[file_index]}:{line}")
+                serialized = exact_dumps(rest_row)
+                spill = self.late_spill
+                if spill is not None:  # on disk until the replay: (offset, length) in memory
+                    stored: bytes | tuple[int, int] = (spill.seek(0, os.SEEK_END), len(serialized))
+                    spill.write(serialized)
+                else:
+                    stored = serialized
                 self.late.append((rest_time_us(rest_row), rows.reserve(count), count,  # type: ignore[attr-defined]
-                                  file_index, line, exact_dumps(rest_row)))
+                                  file_index, line, stored))
                 return count
         key = self.previous_key if stream_key is None else stream_key
         analysis = self.analysis
@@ -282,8 +295,14 @@ class RunSession:
         pending = next(rows_iter, None)
         compared = Anomalies()
         relayed: list[tuple[int, int, bytes]] = []
-        for stamp, place, _count, file_index, line, serialized in sorted(self.late, key=lambda item: item[:2]):
-            rest_row = exact_loads(serialized)
+        if self.late_spill is not None:
+            self.late_spill.flush()
+        for stamp, place, _count, file_index, line, stored in sorted(self.late, key=lambda item: item[:2]):
+            if type(stored) is tuple:
+                offset, length = stored
+                self.late_spill.seek(offset)  # type: ignore[union-attr]
+                stored = self.late_spill.read(length)  # type: ignore[union-attr]
+            rest_row = exact_loads(stored)
             while pending is not None and not (pending[1][4] is not None and pending[1][4] > stamp):
                 _key, row, value, raw = pending
                 replay.apply(row, value, raw)

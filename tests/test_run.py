@@ -233,6 +233,28 @@ def test_run_answers_rest_rows_out_of_time_order_exactly(workdir: Path, workers:
     assert divergence["streaming"]["second_passes"] == 1  # the replayed rows were answered exactly
 
 
+def test_late_checkpoints_wait_for_their_replay_on_disk(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A late checkpoint's REST row (~100 KB for many books) is not held in memory until the end."""
+    from streamer.session import RunSession
+    from tests import oracle
+
+    waiting: list[Any] = []
+    replay = RunSession.replay_late
+
+    def spy(self: RunSession, ws_rows: Any) -> int:
+        waiting.extend(entry[-1] for entry in self.late)
+        return replay(self, ws_rows)
+
+    monkeypatch.setattr(RunSession, "replay_late", spy)
+    manifest = _hand_capture("rest-out-of-order")
+    code, _out, err = cli_call("reconstruct", "--no-progress", "--manifest-10b", manifest,
+                               "--output-rows", OUT["rows"], "--output-manifest", OUT["manifest_10c"])
+    assert code == 0, err
+    assert len(waiting) == 2 and all(type(stored) is tuple for stored in waiting)  # (offset, length)
+    assert read_rows(OUT["rows"]) == oracle.reconstruct(Path(manifest))
+    assert sorted(path.name for path in Path(OUT["rows"]).parent.iterdir()) == [Path(OUT["rows"]).name]
+
+
 @pytest.mark.parametrize("fail", [False, True])
 def test_rows_spilled_behind_a_late_checkpoint_leave_nothing_beside_the_output(
         workdir: Path, monkeypatch: pytest.MonkeyPatch, fail: bool) -> None:
