@@ -128,3 +128,20 @@ def test_bench_rest_levels_tiny(tmp_path: Path) -> None:
         "touch, alone", "touch, between work", "parse_levels, alone", "parse_levels, between work",
         "parse_levels in reconstruct, cache limit 64", "parse_levels in reconstruct, cache limit 16384"]
     assert all(int(row["levels"]) > 0 for row in rows)
+
+
+def test_bench_memory_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "memory.csv"
+    done = run("bench_memory.py", "--lengths", "600,1200", "--work-dir", str(tmp_path / "work"), "--csv", str(out))
+    assert done.stdout.splitlines()[0].split() == ["case", "command", "lines", "wall_s", "peak_rss_mib",
+                                                   "rss_ratio_to_shortest"]
+    comments, rows = csv_rows(out.read_text())
+    assert {c.split(":")[0] for c in comments} >= {"# python", "# cpu", "# date", "# commit", "# command"}
+    cases = ["base-run", "base-analyze", "many", "rest1s", "rest-out-of-order", "shuffled", "wide-windows", "churn"]
+    assert [(row["case"], row["lines"]) for row in rows] == [(case, n) for case in cases for n in ("600", "1200")]
+    for row in rows:
+        assert float(row["peak_rss_mib"]) > 0
+        if row["lines"] == "600":  # each case's shortest length: the ratio's base
+            assert float(row["rss_ratio_to_shortest"]) == 1
+    shuffled = tmp_path / "work" / "memory-markets10-plain-ws1200-s7"
+    assert (shuffled / "rows-shuffled" / "rows.jsonl.gz").exists()  # analyze read the shuffled rows
