@@ -27,8 +27,9 @@ from .writer import AtomicFile, OrderedSpool, json_body, read_records, write_rec
 
 ANALYZER_NAME = "streamer"
 #: Divergent rows answered per second pass (each pass reads the websocket files once). A pass
-#: holds its rows' context and evidence until it ends: 2,000 rows keep that under ~70 MiB
-#: (rows shuffled out of order at 200k lines: 20,000 held ~130 MiB; benchmarks/README.md).
+#: holds its rows, and the context and evidence of those still open (all of them when a receive
+#: time stepped back beyond the allowance): 2,000 keep a pass to ~40 MiB (benchmarks/README.md,
+#: "memory").
 EXACT_BATCH = 2_000
 
 STRONGEST_RISK = ("Treating size-only divergence as harmless would overstate fidelity. Size differences "
@@ -342,11 +343,17 @@ class DivergenceAnalysis:
         """
         if self._misses is None:
             return 0
-        return self.answer_exactly(self._spooled_misses(), ws_rows)
+        join = self.join
+        # No receive time stepped back beyond the allowance in the first pass (the same lines):
+        # a row can then be answered as soon as the stream is that far past its evidence window.
+        close_after = join.allowance_us if not join.late_events else None
+        return self.answer_exactly(self._spooled_misses(), ws_rows, close_after)
 
-    def answer_exactly(self, queries: Iterable[Query], ws_rows: Callable[[], Iterable[Any]]) -> int:
+    def answer_exactly(self, queries: Iterable[Query], ws_rows: Callable[[], Iterable[Any]],
+                       close_after_us: int | None = None) -> int:
         """Answer ``queries`` with targeted passes over the websocket rows; returns the passes made.
 
+        ``close_after_us``: see :func:`streamer.join.answer_exactly`.
         Cost: ceil(q / EXACT_BATCH) passes + O(q log q), q queries; raises OSError and what ``ws_rows`` does.
         """
         passes = 0
@@ -355,11 +362,13 @@ class DivergenceAnalysis:
             self.resolve(query)
             batch.append((query, self.context_key(query)))
             if len(batch) >= EXACT_BATCH:
-                answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result)
+                answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result,
+                               close_after_us)
                 passes += 1
                 batch = []
         if batch:
-            answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result)
+            answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result,
+                           close_after_us)
             passes += 1
         return passes
 

@@ -392,26 +392,54 @@ class ContextJoin:
 
 def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[tuple[Any, ...]]]]],
                    queries: list[tuple[Query, float | None]], context_limit: int,
-                   evidence_seconds: int, on_result: ResultSink) -> None:
+                   evidence_seconds: int, on_result: ResultSink, close_after_us: int | None = None) -> None:
     """Answer ``queries`` exactly with one pass over the websocket ``rows`` (the second pass).
 
     ``rows`` yields ``(key, row, parts)`` for every websocket row in stream order; ``queries``
-    pairs each query with its context key (None when its last line is null).
+    pairs each query with its context key (None when its last line is null). With
+    ``close_after_us`` (the first pass saw no receive time step back more than that), a query is
+    answered as soon as its context is complete and the stream's latest receive time is more than
+    that past its evidence window, so only the open ones are held; without it, all are answered
+    at the end of the pass (a late line could still fall into any window).
 
-    Cost: O(rows + entries of queried tokens x log q + output); memory O(q x (2C + 20)).
+    Cost: O(rows + entries of queried tokens x log q + output); memory O(q x (2C + 20)) entries,
+    O(open queries x (2C + 20)) with ``close_after_us``.
     """
     limit = context_limit
     span = evidence_seconds * 1_000_000
     by_token: dict[str, dict[str, Any]] = {}
+    results: dict[int, list[Any]] = {query.seq: [[], [], []] for query, _key in queries}
+    # what each query still waits for (its context passing, its after-context, its evidence window);
+    # answered when none is left (only with close_after_us: else everything waits for the end)
+    waits: dict[int, int] = {}
+    closes: list[tuple[int, int]] = []  # (latest receive time that may still hold evidence, seq)
+    open_evidence: set[int] = set()
+    by_seq = {query.seq: query for query, _key in queries}
     for query, key in queries:
         if query.lookup is None:
             continue
         state = by_token.setdefault(query.lookup, {"context": [], "times": [], "by_time": []})
+        waiting = 0
         if key is not None:
             state["context"].append((key, query.seq, query))
+            waiting += 2 if limit > 0 else 1
         if query.prices and query.t_us is not None:
             state["by_time"].append((query.t_us, query.seq, query))
-    results: dict[int, list[Any]] = {query.seq: [[], [], []] for query, _key in queries}
+            if close_after_us is not None:
+                closes.append((query.t_us + span + close_after_us, query.seq))
+                open_evidence.add(query.seq)
+                waiting += 1
+        if close_after_us is not None and waiting:
+            waits[query.seq] = waiting
+    heapq.heapify(closes)
+
+    def settle(seq: int) -> None:
+        waits[seq] -= 1
+        if not waits[seq]:
+            del waits[seq]
+            before, after, evidence = results.pop(seq)
+            on_result(by_seq[seq], before, after, evidence)
+
     for state in by_token.values():
         state["context"].sort(key=lambda item: (item[0], item[1]))
         state["by_time"].sort(key=lambda item: (item[0], item[1]))
@@ -419,6 +447,7 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
         state["next"] = 0
         state["ring"] = deque(maxlen=limit) if limit > 0 else deque(maxlen=0)
         state["open_after"] = []
+    max_us: int | None = None
     for key, row, parts in rows:
         for token, token_parts in parts.items():
             state = by_token.get(token)
@@ -431,15 +460,19 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
                 query = context[position][2]
                 results[query.seq][0] = list(state["ring"])
                 if limit > 0:
-                    state["open_after"].append(results[query.seq][1])
+                    state["open_after"].append((query.seq, results[query.seq][1]))
+                if query.seq in waits:
+                    settle(query.seq)  # its before-context is complete
                 position += 1
             state["next"] = position
             if state["open_after"]:
                 still = []
-                for after in state["open_after"]:
+                for seq, after in state["open_after"]:
                     after.append(entry)
                     if len(after) < limit:
-                        still.append(after)
+                        still.append((seq, after))
+                    elif seq in waits:
+                        settle(seq)  # its after-context is complete
                 state["open_after"] = still
             if limit > 0:
                 state["ring"].append(entry)
@@ -450,15 +483,31 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
                 stop = bisect_right(times, received + span)
                 for position in range(start, stop):
                     query = state["by_time"][position][2]
-                    evidence = results[query.seq][2]
+                    answer = results.get(query.seq)
+                    if answer is None:  # answered already
+                        continue
+                    evidence = answer[2]
                     if len(evidence) >= EVIDENCE_CAP:
                         continue
                     matched = matched_parts(token_parts, query.prices)
                     if matched:
                         evidence.append((entry, matched))
+                        if len(evidence) >= EVIDENCE_CAP and query.seq in open_evidence:
+                            open_evidence.discard(query.seq)
+                            settle(query.seq)  # its evidence is complete
+        received = row[4]
+        if received is not None and (max_us is None or received > max_us):
+            max_us = received
+            while closes and closes[0][0] < max_us:  # no later line can fall in these windows
+                seq = heapq.heappop(closes)[1]
+                if seq in open_evidence:
+                    open_evidence.discard(seq)
+                    settle(seq)
     for state in by_token.values():
         for _key, _seq, query in state["context"][state["next"]:]:
-            results[query.seq][0] = list(state["ring"])
+            if query.seq in results:
+                results[query.seq][0] = list(state["ring"])
     for query, _key in queries:
-        before, after, evidence = results[query.seq]
-        on_result(query, before, after, evidence)
+        if query.seq in results:
+            before, after, evidence = results.pop(query.seq)
+            on_result(query, before, after, evidence)

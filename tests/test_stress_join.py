@@ -320,9 +320,22 @@ def run_case(case: Case) -> ContextJoin:
         results.clear()
         answer_exactly(iter(stream), [(query, context_key(query, files[query.seq])) for query in queries],
                        case.context_limit, case.evidence_seconds, on_result)
-    elif misses:
-        answer_exactly(iter(stream), [(query, context_key(query, files[query.seq])) for query in misses],
-                       case.context_limit, case.evidence_seconds, on_result)
+    elif misses:  # as DivergenceAnalysis.answer_misses: answered early unless an event was late
+        consumed = [0]
+
+        def counted() -> Any:
+            for item in stream:
+                consumed[0] += 1
+                yield item
+
+        answered_at: list[int] = []
+        answer_exactly(counted(), [(query, context_key(query, files[query.seq])) for query in misses],
+                       case.context_limit, case.evidence_seconds,
+                       lambda *result: (answered_at.append(consumed[0]), on_result(*result)),
+                       join.allowance_us if not join.late_events else None)
+        case.stats["answered_early"] += sum(1 for at in answered_at if at < len(stream))
+        if join.late_events:
+            assert all(at == len(stream) for at in answered_at), "answered before the end despite a late event"
     assert sorted(results) == [query.seq for query in queries], "a query was never answered"
     for query in queries:
         expected = oracle(case, query, files[query.seq])
@@ -385,7 +398,7 @@ def test_stress(cases: int = 250, seed: int = 0) -> None:
         run_case(case)
         total.update(case.stats)
     assert total["cases"] == cases
-    for mechanism in ("misses", "spilled", "redo", "late", "evicted", "live", "with_evidence"):
+    for mechanism in ("misses", "spilled", "redo", "late", "evicted", "live", "with_evidence", "answered_early"):
         assert total[mechanism] > 0, f"the generator never exercised {mechanism}: {dict(total)}"
 
 
@@ -536,6 +549,27 @@ def test_sweep_then_new_event_keeps_evidence_exact() -> None:
     assert join.dropped_through is not None
     query = make_query(1, 0, 2, case.comparisons[1][0], parse_time_us)
     assert [entry[1][1] for entry, _parts in oracle(case, query, 0)[2]] == [1]
+
+
+def test_an_early_answer_waits_for_receive_times_stepping_back_within_the_allowance() -> None:
+    """Answered before the pass ends, a row must still see a line whose receive time steps back
+    (by less than the 5 s allowance, so not late) into its evidence window after the stream
+    passed the window's end."""
+    t = BASE_US + 100_000_000
+    rows = [(1, BASE_US, CHANGE_A), (2, t + 6_000_000, TICK_B),  # the stream is 4 s past t + 2 s
+            (3, t + 1_500_000, CHANGE_A),  # 4.5 s back: inside the window (t ± 2 s), not late
+            (4, t + 60_000_000, TICK_B)]
+    case = sweep_case(rows, [{"comparison_status": "divergent", "token_id": "A", "last_applied_ws_line": 1,
+                              "rest_checkpoint_received_at_utc": iso(t),
+                              "bid_top_n_diff": {"missing_prices": ["0.40"]}}],
+                      context_limit=1, evidence_seconds=2, sweep_every=0)
+    query = make_query(0, 0, 1, case.comparisons[0][0], parse_time_us)
+    answered: list[Any] = []
+    stream = [(key, row, analysis_parts(payload)) for key, row, payload in case.rows]
+    answer_exactly(iter(stream), [(query, context_key(query, 0))], 1, 2,
+                   lambda *result: answered.append(result[1:]), close_after_us=5_000_000)
+    assert answered == [oracle(case, query, 0)]
+    assert [entry[1][1] for entry, _parts in answered[0][2]] == [3]
 
 
 def test_sweep_does_not_lose_context() -> None:
