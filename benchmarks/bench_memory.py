@@ -37,7 +37,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    DEFAULT_WORK_DIR, MIB, ROOT, machine_header, print_table, run_measured, write_csv, write_csv_file,
+    DEFAULT_WORK_DIR, MIB, ROOT, machine_header, report, run_measured,
 )
 from streamer.synth import CaptureShape, generate_capture  # noqa: E402
 
@@ -173,12 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                          "wall_s": round(done.seconds, 2), "peak_rss_mib": round(done.peak_rss_kib * 1024 / MIB, 1),
                          "rss_ratio_to_shortest": round(done.peak_rss_kib / peaks[min(peaks)], 2)})
     header = machine_header({"command": " ".join(["python", "benchmarks/bench_memory.py", *(argv or sys.argv[1:])])})
-    if args.bare:
-        write_csv(sys.stdout, header, COLUMNS, rows)
-    else:
-        print_table(COLUMNS, rows)
-    if args.csv:
-        write_csv_file(args.csv, header, COLUMNS, rows)
+    report(header, COLUMNS, rows, args.bare, args.csv)
     return 0
 
 

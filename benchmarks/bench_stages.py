@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    DEFAULT_WORK_DIR, machine_header, prepare_capture, print_table, write_csv, write_csv_file,
+    DEFAULT_WORK_DIR, machine_header, prepare_capture, report,
 )
 from streamer.batch import iter_objects, iter_ws_rows  # noqa: E402
 from streamer.decoders import dumps  # noqa: E402
@@ -148,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     header = machine_header({"capture": f"{lines} websocket lines, {args.markets} markets, seed {args.seed}",
                              "repeats": args.repeats,
                              "command": "python benchmarks/bench_stages.py " + " ".join(sys.argv[1:])})
-    if args.bare:
-        write_csv(sys.stdout, header, COLUMNS, rows)
-    else:
-        print_table(COLUMNS, rows)
-    if args.csv:
-        write_csv_file(args.csv, header, COLUMNS, rows)
+    report(header, COLUMNS, rows, args.bare, args.csv)
     return 0
 
 

@@ -209,6 +209,17 @@ def write_csv_file(path: Path, header: dict[str, Any], columns: Sequence[str], r
         write_csv(out, header, columns, rows)
 
 
+def report(header: dict[str, Any], columns: Sequence[str], rows: list[dict[str, Any]], bare: bool,
+           csv_path: Path | None) -> None:
+    """A script's results: the CSV on stdout (``--bare``) or a table, and the CSV file (``--csv``)."""
+    if bare:
+        write_csv(sys.stdout, header, columns, rows)
+    else:
+        print_table(columns, rows)
+    if csv_path:
+        write_csv_file(csv_path, header, columns, rows)
+
+
 def print_table(columns: Sequence[str], rows: list[dict[str, Any]], out: Any = None) -> None:
     """A plain aligned text table."""
     out = out or sys.stdout
