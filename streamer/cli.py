@@ -335,22 +335,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace], int] = args.handler
     previous = _stop_once_on_signals() if args.command != "follow" else {}  # (follow handles its own)
+    made = _directories_to_make(args)
     try:
         return handler(args)
     except StreamerError as exc:
+        _remove_empty(made)
         print(f"streamer {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # an output that cannot be written (inputs raise InputError first)
+        _remove_empty(made)
         where = f" {exc.filename}" if exc.filename else ""
         print(f"streamer {args.command}: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt as exc:  # every temporary file and work directory is gone by now
+        _remove_empty(made)
         terminated = isinstance(exc, Terminated)
         print(f"streamer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+#: Per command, the flags naming what it writes (files; ``demo``'s is a directory). ``follow``'s
+#: --out and --state outlive a failed start on purpose: they are its state.
+_OUTPUTS = {"analyze": ("output_manifest", "output_report"), "reconstruct": ("output_rows", "manifest_10c"),
+            "run": ("output_rows", "manifest_10c", "output_manifest", "output_report"), "demo": ("out",)}
+
+
+def _directories_to_make(args: argparse.Namespace) -> list[Path]:
+    """The outermost directories the command's outputs need that do not exist yet. Cost: O(outputs x depth)."""
+    roots: set[Path] = set()
+    for name in _OUTPUTS.get(args.command, ()):
+        path = Path(getattr(args, name)).absolute()
+        missing = path if args.command == "demo" else path.parent
+        if missing.exists():
+            continue
+        while not missing.parent.exists():
+            missing = missing.parent
+        roots.add(missing)
+    return sorted(roots)
+
+
+def _remove_empty(roots: list[Path]) -> None:
+    """After a failure: remove the directories under ``roots`` (all made by this run) left empty.
+
+    A directory holding a file (an output published before the failure) stays. Cost: O(entries).
+    """
+    for root in roots:
+        for directory, _subdirectories, _files in os.walk(root, topdown=False):
+            try:
+                os.rmdir(directory)
+            except OSError:  # not empty
+                pass
 
 
 def _stop_once_on_signals() -> dict[int, Any]:

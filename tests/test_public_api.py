@@ -8,11 +8,13 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import streamer
-from streamer import cli
+from streamer import batch, cli
+from streamer.errors import InputError
 from streamer.synth import CaptureShape, generate_capture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,3 +200,25 @@ def test_an_input_reached_through_a_symlink_is_still_an_input(demo_capture: Path
         link.symlink_to(demo_capture / "capture" / "ws-000.jsonl.gz")
     assert cli.main(_flags(demo_capture, "run", output_rows="link.gz")) == 2
     assert "is an input" in capsys.readouterr().err
+
+
+def test_a_failed_run_leaves_no_directory_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Directories made for the outputs go again when the run fails; those that were there stay."""
+    capture = generate_capture(tmp_path / "capture", CaptureShape(markets=1, ws_lines=300), 2)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kept").mkdir()
+    made: list[bool] = []
+
+    def fail(*_args: Any) -> None:
+        made.append((tmp_path / "new" / "derived").is_dir() and (tmp_path / "kept" / "m").is_dir())
+        raise InputError("cannot read capture/ws-000.jsonl.gz: gone")
+
+    monkeypatch.setattr(batch, "reconstruction_pass", fail)
+    code = cli.main(["run", "--workers", "1", "--manifest-10b", str(capture.manifest_10b),
+                     "--output-rows", "new/derived/rows.gz", "--manifest-10c", "new/manifests/10c.json",
+                     "--output-manifest", "kept/m/10d0.json", "--output-report", "other/r.md"])
+    assert code == 2 and "gone" in capsys.readouterr().err
+    assert made == [True]  # the failure came after the directories were made
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["capture", "kept"]
+    assert list((tmp_path / "kept").iterdir()) == []

@@ -287,7 +287,7 @@ def test_rows_spilled_behind_a_late_checkpoint_leave_nothing_beside_the_output(
     outputs = Path(OUT["rows"]).parent
     if fail:
         assert code == 2 and len(err) == 1 and "No space left" in err[0], err
-        assert sorted(path.name for path in outputs.iterdir()) == []
+        assert not outputs.exists()  # its spill files, and the directory the run made for the outputs
     else:
         assert code == 0, err
         assert read_rows(OUT["rows"]) == oracle.reconstruct(Path(manifest))
