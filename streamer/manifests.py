@@ -134,7 +134,7 @@ def read_manifest(name: str | os.PathLike[str], keys: tuple[str, ...]) -> Manife
                         current = None
             reader.drain()
     except FileNotFoundError:
-        raise InputError(f"cannot read manifest {text}: no such file") from None
+        raise InputError(f"cannot read manifest {text}: No such file or directory") from None
     except IsADirectoryError:
         raise InputError(f"cannot read manifest {text}: it is a directory") from None
     except OSError as exc:

@@ -110,7 +110,7 @@ def assert_one_line_error(error: pytest.ExceptionInfo[InputError], name: str) ->
 
 def test_read_manifest_missing(tmp_path: Path) -> None:
     name = str(tmp_path / "nope.json")
-    with pytest.raises(InputError, match=r"^cannot read manifest .*nope\.json: no such file$") as error:
+    with pytest.raises(InputError, match=r"^cannot read manifest .*nope\.json: No such file or directory$") as error:
         read_manifest(name, KEYS)
     assert_one_line_error(error, name)
 
