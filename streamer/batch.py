@@ -748,8 +748,8 @@ def _rows_pass(session: RunSession, config: ReconstructConfig, ws_inputs: list[I
     """The pass of ``reconstruct`` and ``run``, into the rows file (committed on return)."""
     progress = Progress.for_inputs(config.progress, ws_inputs + rest_inputs)
     output = Path(config.output_rows)
-    # Rows waiting behind a late checkpoint, and its REST row, spill beside the output, in a directory removed
-    # whatever happens (a failed run leaves no spill files among the user's outputs).
+    # Rows waiting behind a late checkpoint, and its REST row, spill beside the output, in a
+    # directory removed whatever happens (a failed run leaves no spill files among the outputs).
     with (GzipRowsWriter(output) as rows,
           tempfile.TemporaryDirectory(prefix=".streamer-rows-", dir=output.parent) as spill,
           open(Path(spill) / "late-rest-rows.bin", "w+b") as late_rest_rows):

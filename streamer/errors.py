@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 
 
-
 class StreamerError(Exception):
     """Base of every error streamer raises on purpose; its message is one line for the user."""
 
