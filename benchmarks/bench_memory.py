@@ -19,6 +19,8 @@ Cases (the capture shape; what is done to it; the command):
 - ``churn``: ``base`` plus a new token with a book every 40 lines, never seen again; ``run``
   (memory grows with the tokens ever seen: the books are kept, since a REST checkpoint may ask
   for any of them).
+- ``rest1s-shuffled`` (only when named): ``rest1s`` with its comparison rows shuffled; ``analyze``
+  (most rows are misses: dozens of second passes).
 
     python benchmarks/bench_memory.py
     python benchmarks/bench_memory.py --cases base,shuffled --lengths 25000,100000 --csv benchmarks/results/memory.csv
@@ -91,7 +93,10 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Any], None] | None, str, list[s
     "wide-windows": ({"markets": 10}, None, "analyze", ["--context-limit", "100", "--price-evidence-seconds", "120"],
                      False),
     "churn": ({"markets": 10}, _churn_tokens, "run", [], False),
+    # not run by default (a minute at 200k lines): rest1s's rows shuffled, most of them misses
+    "rest1s-shuffled": ({"markets": 10, "rest_interval_seconds": 1.0, "drop_rate": 0.05}, None, "analyze", [], True),
 }
+DEFAULT_CASES = [case for case in CASES if case != "rest1s-shuffled"]
 
 
 def _capture(work_dir: Path, case: str, lines: int, seed: int, log: Callable[[str], None]) -> Path:
@@ -144,7 +149,7 @@ def _argv(command: str, flags: list[str], manifest_10c: Path | None) -> list[str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"subset of {','.join(CASES)}")
     parser.add_argument("--lengths", default="25000,200000", help="comma-separated websocket line counts")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
