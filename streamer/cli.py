@@ -336,23 +336,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     previous = _stop_once_on_signals() if args.command != "follow" else {}  # (follow handles its own)
     made = _directories_to_make(args)
+    done = False
     try:
-        return handler(args)
+        code = handler(args)
+        done = True
+        return code
     except StreamerError as exc:
-        _remove_empty(made)
         print(f"streamer {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # an output that cannot be written (inputs raise InputError first)
-        _remove_empty(made)
         where = f" {exc.filename}" if exc.filename else ""
         print(f"streamer {args.command}: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt as exc:  # every temporary file and work directory is gone by now
-        _remove_empty(made)
         terminated = isinstance(exc, Terminated)
         print(f"streamer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     finally:
+        if not done:
+            _remove_empty(made)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -408,13 +408,13 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
     limit = context_limit
     span = evidence_seconds * 1_000_000
     by_token: dict[str, dict[str, Any]] = {}
-    results: dict[int, list[Any]] = {query.seq: [[], [], []] for query, _key in queries}
+    # per query: [before, after, evidence, the query]
+    results: dict[int, list[Any]] = {query.seq: [[], [], [], query] for query, _key in queries}
     # what each query still waits for (its context passing, its after-context, its evidence window);
     # answered when none is left (only with close_after_us: else everything waits for the end)
     waits: dict[int, int] = {}
     closes: list[tuple[int, int]] = []  # (latest receive time that may still hold evidence, seq)
     open_evidence: set[int] = set()
-    by_seq = {query.seq: query for query, _key in queries}
     for query, key in queries:
         if query.lookup is None:
             continue
@@ -437,8 +437,8 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
         waits[seq] -= 1
         if not waits[seq]:
             del waits[seq]
-            before, after, evidence = results.pop(seq)
-            on_result(by_seq[seq], before, after, evidence)
+            before, after, evidence, query = results.pop(seq)
+            on_result(query, before, after, evidence)
 
     for state in by_token.values():
         state["context"].sort(key=lambda item: (item[0], item[1]))
@@ -509,5 +509,5 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
                 results[query.seq][0] = list(state["ring"])
     for query, _key in queries:
         if query.seq in results:
-            before, after, evidence = results.pop(query.seq)
+            before, after, evidence, _query = results.pop(query.seq)
             on_result(query, before, after, evidence)

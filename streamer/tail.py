@@ -196,9 +196,14 @@ def _fingerprint(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
         return None
 
 
+def _has_head(head: bytes | None, length: int, sha: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes, or None) is the ``length`` bytes whose sha256 is ``sha``."""
+    return head is not None and len(head) == length and hashlib.sha256(head).digest() == sha
+
+
 def _is_fingerprint(entry: FileEntry, head: bytes | None) -> bool:
     """Whether ``head`` (a file's first bytes, or None) is ``entry``'s fingerprint."""
-    return head is not None and len(head) == entry.fp_len and hashlib.sha256(head).digest() == entry.fp_sha
+    return _has_head(head, entry.fp_len, entry.fp_sha)
 
 
 def _stat(path: str) -> os.stat_result | None:
@@ -424,9 +429,11 @@ class Tailer:
         at a later scan, once its content tells whether it is X compressed (then read in X's
         place, or ignored), not now as a new file after the queue. Cost: O(files known) for the
         name, a stat and a 4 KiB inflate, only for such names."""
-        original = self._known_by_name(name[:-3]) if name.endswith(".gz") else None
-        if original is None and not (name.endswith(".gz") and any(
-                ignored[0] == name[:-3] for ignored in self._copies.values())):
+        if not name.endswith(".gz"):
+            return False
+        stem = name[:-3]
+        original = self._known_by_name(stem)
+        if original is None and not any(ignored[0] == stem for ignored in self._copies.values()):
             return False  # (neither a known file's nor an ignored copy's compressed copy)
         reader = self._reader
         if reader is not None and reader.entry is original and not reader.prefix:
@@ -435,11 +442,8 @@ class Tailer:
                     return True
             except OSError:
                 pass
-        try:
-            size = os.stat(name[:-3]).st_size
-        except OSError:
-            return False
-        return _content_head(name, min(size, FINGERPRINT_SIZE)) is None
+        st = _stat(stem)
+        return st is not None and _content_head(name, min(st.st_size, FINGERPRINT_SIZE)) is None
 
     def _known_by_name(self, name: str) -> FileEntry | None:
         for entry in itertools.chain(reversed(self.queue), reversed(self.entries)):
@@ -474,10 +478,7 @@ class Tailer:
                 return None
             content = _content_head(name, original.size_seen + 1, exact=False)
             return original if content is not None and len(content) == original.size_seen else None
-        content = _content_head(name, head_len)
-        if content is None or hashlib.sha256(content).digest() != head_sha:
-            return None
-        return original
+        return original if _has_head(_content_head(name, head_len), head_len, head_sha) else None
 
     def _admit(self, name: str, st: os.stat_result, now: float) -> None:
         key = (st.st_dev, st.st_ino)
@@ -569,7 +570,7 @@ class Tailer:
         if (name == known_name and st.st_size == size) or size < 0:  # (< 0: recorded by an older version)
             return True
         head = _fingerprint(name, head_len) if head_len else None  # (recorded empty: any change is another file)
-        if head is not None and len(head) == head_len and hashlib.sha256(head).digest() == head_sha:
+        if _has_head(head, head_len, head_sha):
             self._copies[key] = (name, st.st_size, head_len, head_sha)
             return True
         del self._copies[key]
@@ -588,8 +589,8 @@ class Tailer:
             if entry.state == FINISHED and entry.finished_size is None:
                 continue  # (vanished: nothing of it was read)
             head_len, head_sha = self._known_head(entry)
-            if 0 < head_len < FINGERPRINT_SIZE and head_len <= len(content) and b"\n" in content[:head_len] \
-                    and hashlib.sha256(content[:head_len]).digest() == head_sha:
+            if 0 < head_len < FINGERPRINT_SIZE and b"\n" in content[:head_len] \
+                    and _has_head(content[:head_len], head_len, head_sha):
                 matches.append(entry)
         return matches[0] if len(matches) == 1 else None
 
