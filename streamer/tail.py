@@ -1036,7 +1036,7 @@ class Tailer:
             assert entry.seq == len(self.entries), "finished files are saved in stream order"
             self.entries.append(entry)
             if entry.finished_size is not None:
-                self._by_id.setdefault((entry.dev, entry.ino), entry)
+                self._by_id[(entry.dev, entry.ino)] = entry  # (the later of two in one inode holds it, as live)
         for saved in state["queued"]:
             entry = self._entry(saved, now)
             entry.skip = saved["skip"]

@@ -395,6 +395,43 @@ def _drain(tailer: Tailer) -> list[int]:
     raise AssertionError("the follower never ran out of new items")
 
 
+class _Draws:
+    """The values a history's ``data.draw`` calls return, in order (replaying one the model found)."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, _strategy: Any) -> Any:
+        return self.values.pop(0)
+
+
+def test_a_restart_after_copytruncate_then_rename_reads_no_line_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the model (2026-11-25, in its CI rules): ``ws.jsonl`` truncated and rewritten (a
+    new file in the same inode), renamed, state saved, restarted. The restored identity table gave
+    the inode to the earlier, finished content (the first saved wins) where the live follower
+    gives it to the later one: the rename then looked like a reused inode, and the rewritten
+    content was read again."""
+    monkeypatch.setitem(globals(), "event", lambda *_args: None)  # (hypothesis records events only in a test it runs)
+    machine = FollowMachine()
+    machine.start(_Draws(61, False, True))  # read size 61; a plain live file named ws.jsonl
+    try:
+        machine.write(count=1, pad=0, split=False)
+        machine.poll()
+        machine.truncate(copy=False)
+        machine.write(count=1, pad=0, split=False)
+        machine.poll()
+        machine.rotate_rename(compressed=True)
+        machine.tick(seconds=5.5)
+        machine.poll()
+        machine.save()
+        machine.rotate_close_then_create(active_name=False, compressed=False)
+        machine.restart()
+        machine.poll()
+        assert machine.consumed == [0, 1]
+    finally:
+        machine.teardown()
+
+
 def test_a_waiting_file_copytruncated_is_read_after_its_copy(tmp_path: Path) -> None:
     """``copytruncate`` of a file follow has not opened yet (it waits behind an older file): the copy
     holds the file's earlier lines and is read first, in the file's place; then the file's new
