@@ -21,6 +21,9 @@ from .errors import InputError
 KIND_WS = "raw_websocket_messages"
 KIND_REST = "rest_books_checkpoints"
 KIND_COMPARISON = "rest_comparison_rows"
+#: Deepest nesting a manifest may have: Python's json (the reference's reader, and streamer's
+#: writer for what it copies) fails at about 1,000 levels.
+MAX_DEPTH = 900
 
 
 class _HashingReader:
@@ -79,7 +82,7 @@ class Manifest:
 
         Cost: O(entries); raises InputError (below).
 
-        :raises InputError: when ``output_files`` or a matching entry is malformed.
+        :raises InputError: when ``output_files`` or a matching entry is malformed (no path, a NUL in it).
         """
         entries = self.values.get("output_files")
         if entries is None:
@@ -92,6 +95,8 @@ class Manifest:
                 path = entry.get("path")
                 if not isinstance(path, str) or not path:
                     raise InputError(f"manifest {self.name}: an output_files entry of kind {kind} has no path")
+                if "\0" in path:  # no file system takes it; open() would raise ValueError
+                    raise InputError(f"manifest {self.name}: an output_files path of kind {kind} holds a NUL character")
                 paths.append(path)
         return paths
 
@@ -101,7 +106,8 @@ def read_manifest(name: str | os.PathLike[str], keys: tuple[str, ...]) -> Manife
 
     Cost: O(file bytes) time; memory O(the values of ``keys``).
 
-    :raises InputError: when the file is missing, unreadable, not JSON, or not a JSON object.
+    :raises InputError: when the file is missing, unreadable, not JSON, not a JSON object, or
+        nested more than :data:`MAX_DEPTH` levels deep.
     """
     text = os.fspath(name)
     path = Path(text)
@@ -110,28 +116,40 @@ def read_manifest(name: str | os.PathLike[str], keys: tuple[str, ...]) -> Manife
     try:
         with open(path, "rb") as handle:
             reader = _HashingReader(handle)
-            events = ijson.parse(reader, use_float=True)
+            # basic_parse, not parse: parse builds each event's path, O(depth) per event, so a
+            # deeply nested key that is not wanted would cost O(depth^2) memory.
+            events = ijson.basic_parse(reader, use_float=True)
             first = next(events, None)
-            if first is None or first[1] != "start_map":
+            if first is None or first[0] != "start_map":
                 raise InputError(f"manifest {text} is not a JSON object")
+            depth = 1  # containers open around the next event
             builder = None
             current = None
-            for prefix, event, value in events:  # noqa: B007 (prefix read below)
+            for event, value in events:
                 if builder is not None:
                     builder.event(event, value)
+                    if builder.containers > MAX_DEPTH - depth:
+                        raise InputError(f"manifest {text} nests more than {MAX_DEPTH} levels deep")
                     if builder.containers == 0:
                         values[current] = builder.value
                         builder = current = None
                     continue
-                if event == "map_key" and prefix == "" and value in wanted:
-                    current = value
-                    _prefix, kind, start_value = next(events)
-                    if kind in ("start_map", "start_array"):
-                        builder = _Builder()
-                        builder.event(kind, start_value)
-                    else:
-                        values[current] = start_value
-                        current = None
+                if event == "map_key":
+                    if depth == 1 and value in wanted:
+                        current = value
+                        kind, start_value = next(events)
+                        if kind in ("start_map", "start_array"):
+                            builder = _Builder()
+                            builder.event(kind, start_value)
+                        else:
+                            values[current] = start_value
+                            current = None
+                elif event in ("start_map", "start_array"):
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        raise InputError(f"manifest {text} nests more than {MAX_DEPTH} levels deep")
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
             reader.drain()
     except FileNotFoundError:
         raise InputError(f"cannot read manifest {text}: No such file or directory") from None

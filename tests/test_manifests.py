@@ -196,6 +196,29 @@ def test_manifest_files_not_a_list(output_files: Any) -> None:
         manifest_of({"output_files": output_files}).files(KIND_WS)
 
 
+@pytest.mark.parametrize("where", ["wanted", "ignored"])
+def test_read_manifest_refuses_nesting_python_json_cannot_write_back(tmp_path: Path, where: str) -> None:
+    deep = "[" * 5_000 + "]" * 5_000  # (before: a traceback from the writer; and O(depth^2) memory)
+    key = "gate_status" if where == "wanted" else "zzz"
+    path = write(tmp_path / "m.json", f'{{"status": "S", "{key}": {deep}}}')
+    with pytest.raises(InputError, match="m.json nests more than 900 levels deep"):
+        read_manifest(path, KEYS)
+
+
+def test_read_manifest_takes_nesting_python_json_takes(tmp_path: Path) -> None:
+    nested: Any = "G"
+    for _ in range(899):
+        nested = [nested]
+    path = write(tmp_path / "m.json", json.dumps({"gate_status": nested, "zzz": nested, "status": "S"}))
+    manifest = read_manifest(path, KEYS)
+    assert manifest.values == {"gate_status": nested, "status": "S"}
+
+
+def test_manifest_files_path_with_a_nul_character() -> None:
+    with pytest.raises(InputError, match="holds a NUL character"):
+        manifest_of({"output_files": [{"kind": KIND_WS, "path": "ws\x00.jsonl.gz"}]}).files(KIND_WS)
+
+
 @pytest.mark.parametrize("entry", [{"kind": KIND_WS}, {"kind": KIND_WS, "path": ""}, {"kind": KIND_WS, "path": 5},
                                    {"kind": KIND_WS, "path": None}, {"kind": KIND_WS, "path": ["a"]}])
 def test_manifest_files_entry_without_path(entry: dict[str, Any]) -> None:
