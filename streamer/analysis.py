@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from . import report
-from .classify import Aggregates, Query, RowShapeError, classify, make_query
-from .decoders import dumps, exact_dumps, exact_output, loads
+from .classify import GATE_BLOCKED, Aggregates, Query, RowShapeError, classify, make_query
+from .decoders import dumps, exact_dumps, exact_output, fallback_loads, holds_rounded_integer, loads
 from .index import Entry, entry_key
 from .join import ContextJoin, Evidence, answer_exactly
 from .payloads import compact_event, parse_time_us, part_event_type
+from .sources import InputProblems
 from .writer import AtomicFile, OrderedSpool, json_body, read_records, write_record
 
 ANALYZER_NAME = "streamer"
@@ -64,6 +65,9 @@ class DivergenceAnalysis:
     """
 
     _tagged: IO[bytes] | None = None
+    #: divergent rows skipped as unusable: nobody explained them, so the gate cannot pass (a class
+    #: default too, for states saved before it was counted)
+    unanalysed_rows = 0
 
     def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
                  comparison_names: list[str], work_dir: Path,
@@ -79,7 +83,8 @@ class DivergenceAnalysis:
         self.aggregates = Aggregates()
         self.quote_or_membership_rows = 0
         self.rows_without_context = 0
-        self.problems: list[tuple[int, int, str]] = []  # (comparison file, line, reason)
+        #: divergent rows the reference could not use, by comparison file and reason (capped locations)
+        self.problems = InputProblems()
         #: ``str(token_id)`` of every comparison row with a truthy token id
         self.named_tokens: set[str] = set()
         self._rows_file: IO[bytes] = open(work_dir / "divergence_rows.part", "wb")
@@ -106,12 +111,18 @@ class DivergenceAnalysis:
         ``ordinal`` is the row's place among all comparison rows (0-based; by default the rows
         counted so far): results are written in that order. A divergent row whose fields the
         reference could not use is recorded in :attr:`problems` and skipped (it still counts as a
-        comparison row and as divergent).
+        comparison row and as divergent, and blocks the gate). ``raw`` (the row's line) lets a divergent row be read again
+        exactly when the fast parser rounded an integer in it.
         Cost: O(size of the row's diffs) plus the spool's O(log b); raises OSError from a spool write.
         """
         if ordinal is None:
             ordinal = self.aggregates.comparison_rows
         status = self.aggregates.count_row(row)
+        if status == "divergent" and raw is not None and holds_rounded_integer(row):
+            try:  # an integer beyond 64 bits (a token id written as a number): read it as the reference does
+                row = fallback_loads(raw)
+            except (ValueError, RecursionError):  # nesting only the fast parser takes: keep its reading
+                pass
         token = row.get("token_id")
         if token:
             self.named_tokens.add(token if type(token) is str else str(token))
@@ -121,7 +132,8 @@ class DivergenceAnalysis:
         try:
             query = make_query(ordinal, file_index, line, row, parse_time_us)
         except RowShapeError as exc:
-            self.problems.append((file_index, line, str(exc)))
+            self.problems.add(self.comparison_names[file_index], line, f"mistyped_comparison_field: {exc}")
+            self.unanalysed_rows += 1
             self.spool.put(ordinal, ())
             return None
         if not self.join.answers(query.lookup):
@@ -383,7 +395,7 @@ class DivergenceAnalysis:
         affects = aggregates.affect_counts
         results = aggregates.divergence_results
         return {
-            "gate_status": aggregates.gate(),
+            "gate_status": GATE_BLOCKED if self.unanalysed_rows else aggregates.gate(),
             "comparison_status_counts": dict(sorted(aggregates.status_counts.items())),
             "divergence_category_counts": dict(sorted(aggregates.category_counts.items())),
             "divergence_affect_counts": dict(sorted(affects.items())),
@@ -430,7 +442,7 @@ class DivergenceAnalysis:
         aggregates = self.aggregates
         finding = report.finding(aggregates.divergence_results, aggregates.affect_counts.get("size_only", 0),
                                  self.quote_or_membership_rows, dict(aggregates.affect_counts),
-                                 self.rows_without_context)
+                                 self.rows_without_context, self.unanalysed_rows)
         with AtomicFile(report_path) as out:
             out.handle.write(report.head(fields, finding).encode("utf-8", "backslashreplace"))
             with open(self.work_dir / "report_rows.part", "rb") as part:

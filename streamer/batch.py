@@ -465,8 +465,7 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
                       extra_fields: dict[str, Any] | None = None) -> Outcome:
     engine = run.engine
     comparison_names = [stats.name for stats in comparison_inputs]
-    for file_index, line, reason in engine.problems:
-        problems.add(comparison_names[file_index], line, f"mistyped_comparison_field: {reason}")
+    problems.merge(engine.problems)
     updated = _updated_artifacts([*UPDATED_PATHS, *(Path(name) for name in comparison_names)], known)
     fields = _manifest_fields(engine, manifests, gates, ws_inputs, rest_inputs, comparison_inputs, rest_rows,
                               ws_rows, updated, problems, started, run.passes, run.redo, run.workers)

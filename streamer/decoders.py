@@ -135,6 +135,29 @@ def fallback_loads(line: bytes) -> Any:
     return value
 
 
+#: orjson reads an integer literal beyond 64 bits as a float, which is then integral and at least this big.
+_ROUNDED_FROM = float(2**63)
+
+
+def holds_rounded_integer(value: Any) -> bool:
+    """Whether a decoded value holds a float that may be an integer beyond 64 bits the fast parser rounded.
+
+    Such a value reads exactly with :func:`fallback_loads` (a float literal as big reads the same).
+    Cost: O(size of ``value``), iterative; raises nothing.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is float and abs(item) >= _ROUNDED_FROM and item.is_integer():
+            return True
+    return False
+
+
 #: For hot loops that inline :func:`loads`: the fast parser, and what it raises on a line that
 #: :func:`fallback_loads` must then decide.
 if JSON_BACKEND == "orjson":

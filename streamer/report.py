@@ -30,13 +30,15 @@ def row_line(row: dict[str, Any]) -> str:
 
 
 def finding(results: int, size_only: int, quote_or_membership: int, affect_counts: dict[str, int],
-            without_context: int) -> str:
+            without_context: int, unanalysed: int = 0) -> str:
     """The finding paragraph: what the rows say, in the reference's words where they agree.
+
+    ``unanalysed``: divergent rows skipped because their fields were unusable (they block the gate).
 
     Cost: O(1). Raises nothing.
     """
     if results == 0:
-        sentences = ["There are no divergent rows in this sample."]
+        sentences = [] if unanalysed else ["There are no divergent rows in this sample."]
     elif size_only == results:
         if results == 1:
             sentences = ["The 1 divergent row is size-only in this sample. It preserved best bid, best ask, "
@@ -57,6 +59,11 @@ def finding(results: int, size_only: int, quote_or_membership: int, affect_count
     elif results:
         sentences.append(f"{without_context} of the divergent rows have no token-specific websocket context "
                          "in the capture.")
+    if unanalysed:
+        sentences.append(f"{unanalysed}{' more' if results else ''} divergent "
+                         f"{'row was' if unanalysed == 1 else 'rows were'} not analysed: "
+                         "fields of the wrong type (input_problems in the manifest). Unexplained, "
+                         f"{'it blocks' if unanalysed == 1 else 'they block'} the gate.")
     return " ".join(sentences)
 
 

@@ -362,6 +362,19 @@ class InputProblems:
         if count < PROBLEM_LOCATIONS:
             self.locations.setdefault(key, []).append(line)
 
+    def merge(self, other: "InputProblems") -> None:
+        """Add ``other``'s skipped lines, truncations and notes to these.
+
+        Cost: O(size of ``other``). Raises nothing.
+        """
+        for key, count in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + count
+            lines = self.locations.setdefault(key, [])
+            lines.extend(other.locations.get(key, [])[:PROBLEM_LOCATIONS - len(lines)])
+        self.truncated.extend(other.truncated)
+        for name, amount in other.notes.items():
+            self.note(name, amount)
+
     def count(self, reason: str) -> int:
         """Lines recorded under ``reason``, every file together. Cost: O(files x reasons). Raises nothing."""
         return sum(count for (_file, why), count in self.counts.items() if why == reason)

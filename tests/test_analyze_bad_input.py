@@ -307,8 +307,9 @@ def test_mistyped_divergent_comparison_row(workdir: Path, run_cli: RunCli, captu
     assert [(item["file"], item["count"], item["lines"]) for item in skipped] == [(COMPARISON, 1, [target + 1])]
     assert skipped[0]["reason"].startswith("mistyped_comparison_field")
     assert run.stderr == [_skipped_message(COMPARISON, skipped[0]["reason"], [target + 1])]
-    assert run.code == clean.code
+    assert run.code == clean.code == 1  # (the capture's other rows block it too)
     assert run.stdout == clean.stdout
+    assert "1 more divergent row was not analysed" in report
     # Everything equals the blanked run, except that the row counts as a divergent comparison row.
     expected = json.loads(json.dumps(clean_manifest))
     expected["row_counts"]["comparison_rows"] += 1
@@ -321,6 +322,27 @@ def test_mistyped_divergent_comparison_row(workdir: Path, run_cli: RunCli, captu
         counts_line if line.startswith("- Comparison status counts:") else line
         for line in refcompare.report_comparable(clean_report)]
     _assert_reference_agrees(workdir / "clean", flags)
+
+
+@pytest.mark.parametrize("name", ["market", "last_line"])
+def test_an_unanalysed_divergent_row_blocks_the_gate(workdir: Path, run_cli: RunCli,
+                                                    capture: tuple[list[bytes], list[bytes]], name: str) -> None:
+    """Skipped as unusable, a divergent row is a divergence nobody explained: the gate cannot pass
+    (before: the only divergent row skipped, and the gate said PASS, exit 0)."""
+    ws, rest = capture
+    flags = _setup(workdir / "clean", ws, rest)
+    rows = [row for row in _rows(workdir / "clean") if row["comparison_status"] != "divergent"]
+    divergent = next(row for row in _rows(workdir / "clean") if row["comparison_status"] == "divergent")
+    lines = [json.dumps(row).encode() for row in rows]
+    refcompare.write_jsonl_gz(workdir / "clean" / COMPARISON, [], raw_lines=lines)
+    _setup(workdir / "bad", ws, rest, comparison=lines + [json.dumps(dict(divergent, **MISTYPED_ROWS[name])).encode()])
+    clean, clean_manifest, _ = _analyze(run_cli, workdir / "clean", flags)
+    run, manifest, report = _analyze(run_cli, workdir / "bad", flags)
+    assert (clean.code, clean_manifest["gate_status"]) == (0, "WS_DIVERGENCE_ANALYSIS_PASS")
+    assert (run.code, manifest["gate_status"]) == (1, "BLOCKED_WS_DIVERGENCE_UNEXPLAINED")
+    assert run.stdout[-1] == "DIVERGENCE_ANALYSIS_GATE=BLOCKED_WS_DIVERGENCE_UNEXPLAINED"
+    assert manifest["divergence_rows"] == [] and manifest["row_counts"]["divergent_rows"] == 1
+    assert "1 divergent row was not analysed: fields of the wrong type" in report
 
 
 # ---------------------------------------------------------------------------------------------

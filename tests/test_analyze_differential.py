@@ -858,3 +858,22 @@ def test_big_json_number_token_ids_equal_the_reference(tmp_path: Path, workers: 
     divergences = outcome["streamer"]["manifest"]["divergence_rows"]
     assert [[item["line_number"] for item in row["nearest_websocket_messages_for_token"]["before_or_at"]]
             for row in divergences] == [[1, 2], [1, 2, 3, 4], [1, 2, 3, 5]]
+
+
+@pytest.mark.requires_reference
+@pytest.mark.parametrize("workers", [1, 2])
+def test_big_json_numbers_in_comparison_rows_equal_the_reference(tmp_path: Path, workers: int) -> None:
+    """A divergent row naming its token as a JSON number beyond 64 bits finds that token's context,
+    and its other big integers are written back exactly (before: the token read as
+    '9.402236747204778e+76', no context, and the gate flipped)."""
+    yes = 94022367472047775158269173293876979533288470167463650966689320774843018181757
+    lines = [_ws(0, {**_book("x"), "asset_id": str(yes)}, 1), _ws(1_000_000, _book("101"), 2)]
+    refcompare.write_capture(tmp_path, lines, [])
+    rows = [{**_divergent(yes, 1, 500_000), "rest_checkpoint_sequence": 2 ** 70},  # type: ignore[arg-type]
+            {**_divergent("101", 2, 1_200_000), "comparison_status": "match", "token_id": 2 ** 64 + 1},
+            _divergent("101", 2, 1_200_000)]
+    outcome = _compare(tmp_path, rows, _flags(5, 10), workers)
+    divergences = outcome["streamer"]["manifest"]["divergence_rows"]
+    assert [row["token_id"] for row in divergences] == [str(yes), "101"]
+    assert divergences[0]["rest_checkpoint_sequence"] == 2 ** 70
+    assert [item["line_number"] for item in divergences[0]["nearest_websocket_messages_for_token"]["before_or_at"]] == [1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import threading
 import zlib
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamer.decoders import JSON_BACKEND, holds_rounded_integer, loads
 from streamer.errors import InputError
 from streamer.sources import (
     INFLATE_STEP,
@@ -518,3 +520,59 @@ def test_zlib_oracle_agrees_on_truncated_member() -> None:
     members = GzipMembers()
     got = feed_all(members, [cut])
     assert text.startswith(got) and text.startswith(out)
+
+
+# -- holds_rounded_integer: when a row is read again with the standard parser ------------------------------
+
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=3),
+                        st.floats(allow_nan=False, allow_infinity=False))
+json_trees = st.recursive(json_leaves, lambda children: st.one_of(
+    st.lists(children, max_size=3), st.dictionaries(st.text(max_size=2), children, max_size=3)), max_leaves=12)
+
+
+def _has_big_integer(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(_has_big_integer(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_big_integer(item) for item in value)
+    return type(value) is int and not -(2 ** 63) <= value < 2 ** 64
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_trees)
+def test_holds_rounded_integer_flags_every_integer_the_fast_parser_rounds(value: object) -> None:
+    text = json.dumps(value).encode()
+    fast = loads(text)
+    flagged = holds_rounded_integer(fast)
+    if _has_big_integer(value) and JSON_BACKEND == "orjson":
+        assert flagged  # orjson rounded it: the row must be read again
+    if not flagged:
+        assert fast == json.loads(text)  # nothing rounded: the fast reading is the exact one
+
+
+def test_holds_rounded_integer_looks_into_deep_rows() -> None:
+    deep: object = [2.0 ** 70]
+    for _ in range(5_000):  # iterative: no RecursionError
+        deep = {"a": deep}
+    assert holds_rounded_integer(deep)
+    assert not holds_rounded_integer({"a": [1.5, 2.0 ** 62, "9" * 80, 2 ** 80]})
+
+
+def test_input_problems_merge_sums_counts_and_caps_locations() -> None:
+    mine, theirs = InputProblems(), InputProblems()
+    for line in range(1, 16):
+        mine.add("rows.gz", line, "reason")
+    for line in range(100, 110):
+        theirs.add("rows.gz", line, "reason")
+    theirs.add("other.gz", 7, "why")
+    theirs.note("something", 2)
+    mine.note("something")
+    cut = InputStats(Path("y"), "cut.gz", "k")
+    cut.truncated = "gzip stream ends without its trailer (file still being written?)"
+    theirs.add_truncation(cut)
+    mine.merge(theirs)
+    assert mine.counts == {("rows.gz", "reason"): 25, ("other.gz", "why"): 1}
+    assert mine.locations[("rows.gz", "reason")] == [*range(1, 16), *range(100, 105)]  # 20 kept
+    assert mine.locations[("other.gz", "why")] == [7]
+    assert mine.notes == {"something": 3}
+    assert mine.truncated == [{"file": "cut.gz", "reason": cut.truncated}]
