@@ -111,8 +111,8 @@ class DivergenceAnalysis:
         ``ordinal`` is the row's place among all comparison rows (0-based; by default the rows
         counted so far): results are written in that order. A divergent row whose fields the
         reference could not use is recorded in :attr:`problems` and skipped (it still counts as a
-        comparison row and as divergent, and blocks the gate). ``raw`` (the row's line) lets a divergent row be read again
-        exactly when the fast parser rounded an integer in it.
+        comparison row and as divergent, and blocks the gate). ``raw`` (the row's line) lets a
+        divergent row be read again exactly when the fast parser rounded an integer in it.
         Cost: O(size of the row's diffs) plus the spool's O(log b); raises OSError from a spool write.
         """
         if ordinal is None:

@@ -169,6 +169,11 @@ else:
     fast_loads = _stdlib_loads
     FAST_ERRORS = (ValueError, RecursionError)
 GZIP_BACKEND, gzip_decompressobj = _pick_gzip()
+#: CRC-32 of inflated text (gzip trailers), from the decompressor's library: isal's is ~4x zlib's.
+if GZIP_BACKEND == "isal":
+    from isal.isal_zlib import crc32
+else:
+    crc32 = zlib.crc32
 #: Errors a decompressor raises on corrupt data (both backends derive from zlib.error or their own).
 try:
     from isal.isal_zlib import error as _isal_error

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from .decoders import GZIP_ERRORS, gzip_decompressobj
+from .decoders import GZIP_ERRORS, crc32, gzip_decompressobj
 from .errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -25,6 +25,8 @@ READ_SIZE = 1 << 20
 INFLATE_STEP = 1 << 20
 #: Compressed bytes per inflate call: what a corrupt stream can lose before its damage.
 FEED_SLICE = 1 << 14
+#: Longest gzip member header taken (RFC 1952 sets no bound on its name and comment).
+MAX_HEADER = 1 << 20
 
 
 class GzipMembers:
@@ -33,14 +35,21 @@ class GzipMembers:
     Feed raw bytes with :meth:`feed`; it returns what they decompress to. :attr:`at_boundary` is
     true between members (a clean place for the stream to end). A decode failure is not raised:
     :attr:`error` is set and later input is ignored, so callers keep the lines decoded so far.
+    Headers and trailers are read here and the deflate data inflated raw, so that a member whose
+    CRC or length check fails still gives all it inflated (a damaged trailer must not cost the
+    member's last lines); the failed check is the :attr:`error`.
 
     Cost: O(bytes fed); memory O(:data:`INFLATE_STEP`) per call, whatever the ratio.
     """
 
-    __slots__ = ("_inflater", "error", "at_boundary")
+    __slots__ = ("_inflater", "_in_trailer", "_pending", "_crc", "_size", "error", "at_boundary")
 
     def __init__(self) -> None:
-        self._inflater = None
+        self._inflater = None  # inflating a member's deflate data (None: in a header or a trailer)
+        self._in_trailer = False
+        self._pending = b""  # the first bytes of a header or a trailer, waiting for the rest
+        self._crc = 0  # of the member's text so far
+        self._size = 0
         self.error: str | None = None
         self.at_boundary = True
 
@@ -57,8 +66,8 @@ class GzipMembers:
         A reader that hands each piece on before asking for the next holds one piece, however
         far ``data`` expands (a 1 MiB read of a repetitive file can inflate to 40 MiB).
         Iterate it to the end before feeding more. ``data`` is inflated in slices of
-        :data:`FEED_SLICE` bytes, so that corrupt data loses at most the text of one slice before
-        the damage (an inflater that fails keeps none of that call's output).
+        :data:`FEED_SLICE` bytes, so that corrupt deflate data loses at most the text of one slice
+        before the damage (an inflater that fails keeps none of that call's output).
 
         Cost: O(len(data) + output); raises nothing (corrupt data sets :attr:`error` and ends it).
         """
@@ -69,26 +78,60 @@ class GzipMembers:
 
     def _inflate(self, data: bytes) -> Iterator[bytes]:
         while data and self.error is None:
-            if self._inflater is None:
-                self._inflater = gzip_decompressobj(31)
-                self.at_boundary = False
             inflater = self._inflater
-            try:
-                piece = inflater.decompress(data, INFLATE_STEP)
-                while piece:
-                    yield piece
-                    if not inflater.unconsumed_tail:
-                        break
-                    piece = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
-            except GZIP_ERRORS as exc:
-                self.error = f"corrupt gzip data ({exc})"
-                break
-            if inflater.eof:
-                data = inflater.unused_data
-                self._inflater = None
-                self.at_boundary = True
-            else:
+            if inflater is not None:
+                try:
+                    piece = inflater.decompress(data, INFLATE_STEP)
+                    while piece:
+                        self._crc = crc32(piece, self._crc)
+                        self._size += len(piece)
+                        yield piece
+                        if not inflater.unconsumed_tail:
+                            break
+                        piece = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
+                except GZIP_ERRORS as exc:
+                    self.error = f"corrupt gzip data ({exc})"
+                    return
                 data = b""
+                if inflater.eof:
+                    data = inflater.unused_data
+                    self._inflater = None
+                    self._in_trailer = True
+                continue
+            data = self._pending + data
+            self._pending = b""
+            if self._in_trailer:  # CRC-32 and length of the member's text
+                if len(data) < 8:
+                    self._pending = data
+                    return
+                if int.from_bytes(data[:4], "little") != self._crc:
+                    self.error = "corrupt gzip data (CRC check failed: the member's text was used, the rest not)"
+                elif int.from_bytes(data[4:8], "little") != self._size & 0xFFFFFFFF:
+                    self.error = "corrupt gzip data (length check failed: the member's text was used, the rest not)"
+                else:
+                    self._in_trailer = False
+                    self.at_boundary = True
+                data = data[8:]
+                continue
+            if self.at_boundary:
+                data = data.lstrip(b"\0")  # zeros padding a member, as Python's gzip (the reference's) skips them
+                if not data:
+                    return
+            try:  # a header
+                length = _header_length(data)
+            except ValueError as exc:
+                self.error = f"corrupt gzip data ({exc})"
+                return
+            self.at_boundary = False
+            if length is None:
+                if len(data) > MAX_HEADER:  # a name or comment that never ends: garbage
+                    self.error = "corrupt gzip data (a header longer than 1 MiB)"
+                    return
+                self._pending = data
+                return
+            self._inflater = gzip_decompressobj(-15)
+            self._crc = self._size = 0
+            data = data[length:]
 
     def state(self) -> dict[str, object]:
         """Describe the stream for a report: ended cleanly, truncated, or corrupt.
@@ -96,6 +139,39 @@ class GzipMembers:
         Cost: O(1). Raises nothing.
         """
         return {"at_boundary": self.at_boundary, "error": self.error}
+
+
+_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
+
+
+def _header_length(data: bytes) -> int | None:
+    """The length of the gzip member header (RFC 1952) at the start of ``data``; None while incomplete.
+
+    Cost: O(header). :raises ValueError: when ``data`` does not start a gzip header zlib would accept.
+    """
+    if data[:2] != GZIP_MAGIC[:len(data)]:
+        raise ValueError("not a gzip header")
+    if len(data) < 10:
+        return None
+    if data[2] != 8:
+        raise ValueError("unknown compression method")
+    flags = data[3]
+    if flags & 0xE0:
+        raise ValueError("unknown header flags set")
+    position = 10
+    if flags & _FEXTRA:
+        if len(data) < position + 2:
+            return None
+        position += 2 + int.from_bytes(data[position:position + 2], "little")
+    for flag in (_FNAME, _FCOMMENT):
+        if flags & flag:
+            end = data.find(b"\0", position)
+            if end < 0:
+                return None
+            position = end + 1
+    if flags & _FHCRC:
+        position += 2
+    return position if len(data) >= position else None
 
 
 class LineSplitter:

@@ -18,6 +18,7 @@ from streamer.decoders import JSON_BACKEND, holds_rounded_integer, loads
 from streamer.errors import InputError
 from streamer.sources import (
     INFLATE_STEP,
+    MAX_HEADER,
     PROBLEM_LOCATIONS,
     GzipMembers,
     InputProblems,
@@ -191,6 +192,72 @@ def test_gzip_members_bounded_output_pieces() -> None:
     assert all(len(piece) <= INFLATE_STEP for piece in pieces)
     assert len(pieces) >= 4
     assert members.at_boundary
+
+
+def _member(text: bytes, flags: int = 0, extra: bytes = b"", name: bytes = b"", comment: bytes = b"",
+            crc: int | None = None, size: int | None = None) -> bytes:
+    """One gzip member with the optional header fields of RFC 1952 (gzip.compress sets none)."""
+    header = b"\x1f\x8b\x08" + bytes([flags]) + b"\0\0\0\0\0\xff"
+    if flags & 4:
+        header += len(extra).to_bytes(2, "little") + extra
+    if flags & 8:
+        header += name + b"\0"
+    if flags & 16:
+        header += comment + b"\0"
+    if flags & 2:
+        header += (zlib.crc32(header) & 0xFFFF).to_bytes(2, "little")
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = deflater.compress(text) + deflater.flush()
+    crc = zlib.crc32(text) if crc is None else crc
+    size = len(text) if size is None else size
+    return header + body + crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+@SETTINGS
+@given(texts=member_texts, sizes=chunk_sizes, flags=st.lists(st.sets(st.sampled_from([1, 2, 4, 8, 16])), min_size=5,
+                                                              max_size=5),
+       fields=st.lists(st.binary(max_size=30).map(lambda raw: raw.replace(b"\0", b"")), min_size=3, max_size=3))
+def test_gzip_members_read_every_optional_header_field(texts: list[bytes], sizes: list[int], flags: list[set[int]],
+                                                      fields: list[bytes]) -> None:
+    stream = b"".join(_member(text, sum(flags[index]), *fields) for index, text in enumerate(texts))
+    assert zlib.decompressobj(31).decompress(stream[:len(_member(texts[0], sum(flags[0]), *fields))]) == texts[0]
+    members = GzipMembers()
+    assert feed_all(members, chunked(stream, sizes)) == b"".join(texts)
+    assert members.at_boundary and members.error is None
+
+
+@pytest.mark.parametrize("check", ["crc", "size"])
+def test_gzip_members_failed_check_keeps_the_members_text(check: str) -> None:
+    """A damaged trailer costs nothing the member inflated (before: the last 16 KiB slice's text
+    was lost, here every line); later members are not read."""
+    text = b"".join(b'{"row": %d}\n' % n for n in range(200))
+    bad = _member(text, crc=zlib.crc32(text) ^ 1) if check == "crc" else _member(text, size=len(text) + 1)
+    members = GzipMembers()
+    out = feed_all(members, [_member(b"first\n") + bad + _member(b"after\n")])
+    assert out == b"first\n" + text
+    assert members.error == (f"corrupt gzip data ({'CRC' if check == 'crc' else 'length'} check failed: "
+                             "the member's text was used, the rest not)")
+    assert not members.at_boundary
+    with pytest.raises(gzip.BadGzipFile):
+        gzip.decompress(bad)
+
+
+def test_gzip_members_skip_zeros_padding_members_as_python_gzip_does() -> None:
+    stream = _member(b"a\n") + b"\0" * 700 + _member(b"b\n") + b"\0" * 3
+    members = GzipMembers()
+    assert feed_all(members, chunked(stream, [5, 300])) == gzip.decompress(stream) == b"a\nb\n"
+    assert members.at_boundary and members.error is None
+
+
+@pytest.mark.parametrize("stream, reason", [
+    (b"\x1f\x8b\x07\0" + b"\0" * 6 + b"x", "unknown compression method"),
+    (b"\x1f\x8b\x08\x20" + b"\0" * 6 + b"x", "unknown header flags set"),
+    (b"\x1f\x8b\x08\x08" + b"\0" * 6 + b"n" * (MAX_HEADER + 1), "a header longer than 1 MiB"),
+], ids=["method", "flags", "endless-name"])
+def test_gzip_members_bad_header(stream: bytes, reason: str) -> None:
+    members = GzipMembers()
+    assert feed_all(members, [_member(b"ok\n"), stream]) == b"ok\n"
+    assert members.error == f"corrupt gzip data ({reason})"
 
 
 # ---------------------------------------------------------------- LineSplitter
