@@ -24,7 +24,7 @@ from . import __version__
 from .analysis import ANALYZER_NAME, DivergenceAnalysis, iso_z
 from .classify import Query
 from .decoders import FAST_ERRORS, GZIP_BACKEND, JSON_BACKEND, fallback_loads, fast_loads, loads
-from .errors import HelperError, InputError, UsageError
+from .errors import HelperError, InputError, UsageError, stops_held
 from .index import LINE_SPAN
 from .manifests import KIND_COMPARISON, KIND_REST, KIND_WS, markets_by_token, read_manifest
 from .payloads import InexactNumber, analysis_parts, parse_time_us
@@ -724,9 +724,10 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
             raise UsageError(f"cannot write {flag} {path}: {parent} is not writable")
         if parent not in probed:  # os.access says yes to root, also where a write fails (/proc, /sys)
             try:
-                handle, probe = tempfile.mkstemp(prefix=".streamer-probe-", dir=parent)
-                os.close(handle)
-                os.unlink(probe)
+                with stops_held():  # (a stop between making and removing it would leave it behind)
+                    handle, probe = tempfile.mkstemp(prefix=".streamer-probe-", dir=parent)
+                    os.close(handle)
+                    os.unlink(probe)
             except OSError as exc:
                 raise UsageError(f"cannot write {flag} {path}: {parent}: {exc.strerror or exc}") from None
             probed.add(parent)
@@ -749,8 +750,10 @@ def _rows_pass(session: RunSession, config: ReconstructConfig, ws_inputs: list[I
     output = Path(config.output_rows)
     # Rows waiting behind a late checkpoint, and its REST row, spill beside the output, in a
     # directory removed whatever happens (a failed run leaves no spill files among the outputs).
-    with (GzipRowsWriter(output) as rows,
-          tempfile.TemporaryDirectory(prefix=".streamer-rows-", dir=output.parent) as spill,
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with stops_held():  # (made and its removal registered in one step)
+        spill_dir = tempfile.TemporaryDirectory(prefix=".streamer-rows-", dir=output.parent)
+    with (GzipRowsWriter(output) as rows, spill_dir as spill,
           open(Path(spill) / "late-rest-rows.bin", "w+b") as late_rest_rows):
         session.rows = ordered = OrderedRows(rows, Path(spill))
         session.late_spill = late_rest_rows

@@ -17,7 +17,7 @@ from typing import IO, Any, Callable, Iterable, Protocol
 
 from .analysis import DivergenceAnalysis, make_work_dir, remove_work_dir
 from .decoders import dumps, exact_dumps, exact_loads, fallback_loads
-from .errors import UsageError
+from .errors import UsageError, stops_held
 from .join import ContextJoin
 from .payloads import InexactNumber, analysis_parts
 from .reconstruct import Anomalies, Reconstructor, comparison_row_count, rest_time_us
@@ -95,11 +95,14 @@ class AnalysisRun:
         self.args = (context_limit, evidence_seconds, ws_names, comparison_names)
         self.share = share
         self.output_dir = Path(output_manifest).parent
-        self.work_dir = make_work_dir(self.output_dir) if work_dir is None else work_dir
+        self.work_dir = work_dir  # type: ignore[assignment]  # (made below when None)
         try:
+            with stops_held():  # made and kept in one step: a stop is raised after, and cleaned below
+                if work_dir is None:
+                    self.work_dir = make_work_dir(self.output_dir)
             self.engine = DivergenceAnalysis(*self.args, self.work_dir, share)
         except BaseException:  # (a SIGTERM as well): the directory just made must not stay behind
-            if work_dir is None:
+            if work_dir is None and self.work_dir is not None:
                 remove_work_dir(self.work_dir)
             raise
         self.redo = False
@@ -114,8 +117,13 @@ class AnalysisRun:
         """
         named = self.engine.named_tokens
         self.close()
-        self.work_dir = make_work_dir(self.output_dir)
-        self.engine = DivergenceAnalysis(*self.args, self.work_dir, self.share)
+        try:
+            with stops_held():  # made and kept in one step: a stop is raised after, and cleaned below
+                self.work_dir = make_work_dir(self.output_dir)
+            self.engine = DivergenceAnalysis(*self.args, self.work_dir, self.share)
+        except BaseException:
+            remove_work_dir(self.work_dir)  # (the old one, already removed, or the new one)
+            raise
         self.engine.named_tokens = named  # every row's token is already known
         self.redo = True
         return self.engine

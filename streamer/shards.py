@@ -36,7 +36,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import HelperError, InputError, stop_once
+from .errors import HelperError, InputError, stop_once, stops_held
 
 #: The driver's weight when markets are dealt: it also parses and hashes every line.
 DRIVER_WEIGHT = 0.8
@@ -134,7 +134,8 @@ class Helpers:
             and threading.active_count() == 1 else "spawn"
         context = multiprocessing.get_context(method)
         try:
-            self.dir = Path(tempfile.mkdtemp(prefix=".streamer-shares-", dir=self._near))
+            with stops_held():  # (named at once, so that a stop now cannot leave it behind)
+                self.dir = Path(tempfile.mkdtemp(prefix=".streamer-shares-", dir=self._near))
             for number, job in enumerate(self.jobs, start=1):
                 out_dir = self.dir / f"share-{number}"
                 out_dir.mkdir()

@@ -22,6 +22,8 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from .errors import stops_held
+
 
 _HEADER = struct.Struct("<QBIII")  # seq, skip flag, up to three field lengths
 #: Compression level of the rows files (fast; the rows compress well anyway).
@@ -81,13 +83,18 @@ class AtomicFile:
         self.path = Path(path)
         self.temp = self.path  # (until the temporary exists: what a failure names)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._closed = True  # (nothing to drop yet)
         try:
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        except OSError as exc:
-            raise self.named(exc) from None
-        self.temp = Path(name)
-        self.handle: IO[Any] = os.fdopen(fd, mode)
-        self._closed = False
+            with stops_held():  # made and kept in one step: a stop is raised after, and dropped below
+                fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+                self.temp = Path(name)
+                self.handle: IO[Any] = os.fdopen(fd, mode)
+                self._closed = False
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise self.named(exc) from None
+            raise
         try:  # mkstemp makes it 0600; the output gets the mode open() would give it (0666 less the umask)
             os.fchmod(fd, 0o666 & ~_UMASK)
         except OSError:

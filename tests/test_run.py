@@ -322,6 +322,77 @@ def test_a_failing_spool_flush_still_closes_every_spool_and_removes_the_work_dir
 STOPS = [(signal.SIGTERM, "process"), (signal.SIGTERM, "group"), (signal.SIGINT, "group"), (signal.SIGINT, "twice")]
 
 
+def _stop_landing_in(module: Any, monkeypatch: pytest.MonkeyPatch, name: str = "mkdtemp") -> None:
+    """Make ``module.tempfile.<name>`` send this process SIGINT once the file system entry exists:
+    a stop landing between its making and its naming, the window a stop from outside can hit."""
+    real = getattr(module.tempfile, name)
+
+    def make_then_stop(*args: Any, **kwargs: Any) -> Any:
+        made = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # (handled at the next bytecode: before the return)
+        return made
+
+    monkeypatch.setattr(module.tempfile, name, make_then_stop)
+
+
+@pytest.mark.parametrize("place", ["work-dir", "shares-dir", "output-temporary", "probe"])
+def test_a_stop_between_making_a_temporary_and_naming_it_leaves_nothing(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          place: str) -> None:
+    """Each temporary beside the outputs is made and named for its cleanup in one step, the stop
+    deferred to the step's end (before: the CI run where a SIGINT to the process group left
+    `.streamer-shares-*` behind, the directory made, its name not yet kept)."""
+    from importlib import import_module
+
+    from streamer.errors import stop_once
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = {signum: signal.signal(signum, stop_once) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if place == "work-dir":
+                _stop_landing_in(import_module("streamer.analysis"), monkeypatch)
+                import_module("streamer.session").AnalysisRun(5, 10, ["ws"], ["rows"], out / "m.json")
+            elif place == "shares-dir":
+                shards = import_module("streamer.shards")
+                _stop_landing_in(shards, monkeypatch)
+                with shards.Helpers(print, [("job",)], out):
+                    pass
+            elif place == "output-temporary":
+                writer = import_module("streamer.writer")
+                _stop_landing_in(writer, monkeypatch, "mkstemp")
+                with writer.AtomicFile(out / "m.json") as atomic:
+                    atomic.handle.write(b"{}")
+            else:
+                batch = import_module("streamer.batch")
+                _stop_landing_in(batch, monkeypatch, "mkstemp")
+                batch.check_outputs({"--output-manifest": out / "m.json"}, [])
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert list(out.iterdir()) == []
+
+
+def test_stops_held_defers_a_stop_to_the_end_of_the_outermost_block() -> None:
+    from streamer.errors import Terminated, stop_once, stops_held
+    previous = {signum: signal.signal(signum, stop_once) for signum in (signal.SIGINT, signal.SIGTERM)}
+    steps = []
+    try:
+        with pytest.raises(Terminated):
+            with stops_held():
+                with stops_held():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    steps.append("inner body ran on")
+                steps.append("inner end raised nothing")
+        steps.append("outer end raised")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert steps == ["inner body ran on", "inner end raised nothing", "outer end raised"]
+    with stops_held():  # nothing pending is left: a later block ends quietly
+        pass
+
+
 @pytest.mark.parametrize("signum, target", STOPS, ids=[f"{s.name}-{t}" for s, t in STOPS])
 @pytest.mark.parametrize("command, workers", [("run", 1), ("run", 2), ("analyze", 2)])
 def test_a_signal_mid_run_unwinds_leaving_nothing_in_the_output_directory(tmp_path: Path, command: str, workers: int,
