@@ -565,8 +565,8 @@ def _manifest_fields(engine: DivergenceAnalysis, manifests: list[dict[str, Any]]
         "updated_source_or_doc_artifacts": updated,
         "accepted_prior_gates": gates,
         "row_counts": {
-            "raw_websocket_messages": ws_rows,
-            "rest_checkpoints": rest_rows,
+            "raw_websocket_messages": ws_rows + _json_not_objects(problems, ws_inputs),
+            "rest_checkpoints": rest_rows + _json_not_objects(problems, rest_inputs),
             "comparison_rows": engine.aggregates.comparison_rows,
             "divergent_rows": engine.aggregates.divergent_rows,
         },
@@ -676,6 +676,15 @@ def _manifest_10c(config: ReconstructConfig, m10b: Any, ws_inputs: list[InputSta
         "input_problems": problems.as_json(),
     }
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("ascii")
+
+
+def _json_not_objects(problems: InputProblems, inputs: list[InputStats]) -> int:
+    """Lines of ``inputs`` that are JSON but not objects: no event or checkpoint, yet rows to the
+    reference, which counts every line it parses (and reads nothing else of a REST row, or of a
+    websocket row when no comparison row names a token). Cost: O(files x reasons)."""
+    names = {stats.name for stats in inputs}
+    return sum(count for (name, reason), count in problems.counts.items()
+               if reason == "not_an_object" and name in names)
 
 
 def _websocket_messages(rows_fed: int, problems: InputProblems) -> int:

@@ -168,11 +168,11 @@ def test_malformed_websocket_lines(workdir: Path, run_cli: RunCli, capture: tupl
     assert manifest["input_problems"]["truncated_inputs"] == []
     assert run.stderr == [_skipped_message(item["file"], item["reason"], item["lines"]) for item in expected]
     _assert_clean_run(run, manifest, clean, clean_manifest)
-    # rows with a mistyped time are still websocket messages (the reference counts them); lines
-    # that are not JSON objects are not
+    # rows with a mistyped time are still websocket messages, and so are lines that are JSON but
+    # not objects (the reference counts every line it parses); lines that are not JSON are not
     counts = manifest["row_counts"]
-    assert counts["raw_websocket_messages"] == clean_manifest["row_counts"]["raw_websocket_messages"] + 2
-    counts["raw_websocket_messages"] -= 2
+    assert counts["raw_websocket_messages"] == clean_manifest["row_counts"]["raw_websocket_messages"] + 2 + 3
+    counts["raw_websocket_messages"] -= 2 + 3
     _assert_equal_manifests(clean_manifest, manifest, {WS})
     assert _same_report(report, clean_report)
     _assert_reference_agrees(workdir / "clean", flags)
@@ -227,10 +227,36 @@ def test_malformed_rest_lines(workdir: Path, run_cli: RunCli, capture: tuple[lis
     assert manifest["input_problems"]["skipped"] == expected
     assert run.stderr == [_skipped_message(item["file"], item["reason"], item["lines"]) for item in expected]
     _assert_clean_run(run, manifest, clean, clean_manifest)
+    # the two JSON lines that are not objects count, as the reference counts them ("[1]", "42")
+    assert manifest["row_counts"]["rest_checkpoints"] == len([line for line in rest if line.strip()]) + 2
+    manifest["row_counts"]["rest_checkpoints"] -= 2
     _assert_equal_manifests(clean_manifest, manifest, {REST})
     assert _same_report(report, clean_report)
-    assert manifest["row_counts"]["rest_checkpoints"] == len([line for line in rest if line.strip()])
     _assert_reference_agrees(workdir / "clean", flags)
+
+
+@pytest.mark.parametrize("kind", ["rest", "ws-no-token-named"])
+def test_json_lines_that_are_not_objects_count_as_the_reference_counts_them(
+        workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]], kind: str) -> None:
+    """The reference counts every line it parses: a REST line is never read further, and a
+    websocket line only for a token some comparison row names, so there it takes "[1]" and "null"
+    as rows (before: streamer's counts were short by them)."""
+    ws, rest = capture
+    extra = {2: b"[1]", 5: b"null", 9: b'"text"'}
+    if kind == "rest":
+        rest, _ = _insert(rest, extra)
+    else:
+        ws, _ = _insert(ws, extra)
+    flags = _setup(workdir / "case", ws, rest)
+    if kind != "rest":  # no comparison row names a token: the reference reads no websocket row further
+        refcompare.write_jsonl_gz(workdir / "case" / COMPARISON,
+                                  [dict(row, token_id="") for row in _rows(workdir / "case")])
+    run, manifest, _ = _analyze(run_cli, workdir / "case", flags)
+    counted = "rest_checkpoints" if kind == "rest" else "raw_websocket_messages"
+    lines = rest if kind == "rest" else ws
+    assert manifest["row_counts"][counted] == len([line for line in lines if line.strip()])
+    assert manifest["input_problems"]["skipped"][0]["reason"] == "not_an_object"
+    _assert_reference_agrees(workdir / "case", flags)
 
 
 def test_skipped_locations_are_capped(workdir: Path, run_cli: RunCli,
