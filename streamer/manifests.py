@@ -17,6 +17,7 @@ from typing import IO, Any, Iterator
 import ijson
 
 from .errors import InputError
+from .sources import open_regular
 
 KIND_WS = "raw_websocket_messages"
 KIND_REST = "rest_books_checkpoints"
@@ -114,7 +115,7 @@ def read_manifest(name: str | os.PathLike[str], keys: tuple[str, ...]) -> Manife
     wanted = set(keys)
     values: dict[str, Any] = {}
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             reader = _HashingReader(handle)
             # basic_parse, not parse: parse builds each event's path, O(depth) per event, so a
             # deeply nested key that is not wanted would cost O(depth^2) memory.

@@ -9,12 +9,14 @@ used by ``follow`` to read files that are still growing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
+import stat
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 from .decoders import GZIP_ERRORS, crc32, gzip_decompressobj
 from .errors import InputError
@@ -277,15 +279,36 @@ class InputStats:
         }
 
 
+def open_regular(path: Path) -> IO[bytes]:
+    """Open ``path`` for reading in binary, refusing what is not a regular file: a FIFO would block
+    the open until a writer came, a device such as /dev/zero would never end.
+
+    Cost: an open and a stat. :raises OSError: as :func:`open` (IsADirectoryError for a directory),
+    or with the message "not a regular file".
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # (no wait for a FIFO's writer)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def check_readable(path: Path, name: str) -> None:
     """Fail early, before any output is written, when ``path`` cannot be opened for reading.
 
     Cost: one open and close; raises InputError (below).
 
-    :raises InputError: when the file is missing, a directory, or unreadable.
+    :raises InputError: when the file is missing, a directory, not a regular file, or unreadable.
     """
     try:
-        with open(path, "rb"):
+        with open_regular(path):
             pass
     except OSError as exc:
         raise unreadable(name, exc) from None
@@ -306,7 +329,7 @@ def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: th
     try:
         digest = hashlib.sha256() if stats.hashed else _NO_DIGEST
         splitter = LineSplitter()
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             stats.size = os.fstat(handle.fileno()).st_size
             first = handle.read(read_size)
             while 0 < len(first) < 2:  # the magic needs two bytes, whatever the read size

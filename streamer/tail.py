@@ -63,7 +63,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import IO, Any, Callable
 
-from .sources import GZIP_MAGIC, GzipMembers, LineSplitter
+from .sources import GZIP_MAGIC, GzipMembers, LineSplitter, unreadable
 
 #: Bytes of a file's start that identify its content.
 FINGERPRINT_SIZE = 4096
@@ -718,9 +718,15 @@ class Tailer:
     def _open_under_name(self, entry: FileEntry) -> IO[bytes] | None:
         """``entry``'s file, opened by its name: None when the name holds nothing, or another file
         that is not a copy of it (first bytes other than its fingerprint). A copy there (``cp X
-        X.tmp; mv X.tmp X`` before follow opened X) is read in its place. Raises nothing."""
+        X.tmp; mv X.tmp X`` before follow opened X) is read in its place.
+
+        :raises InputError: when the name holds a file this process may not read (it would be
+            found again at every scan, never read, and follow never idle).
+        """
         try:
             handle = open(entry.name, "rb")
+        except PermissionError as exc:
+            raise unreadable(entry.name, exc) from None
         except OSError:
             return None
         st = os.fstat(handle.fileno())

@@ -748,3 +748,31 @@ def test_a_new_file_in_the_inode_of_a_deleted_empty_finished_file_is_read(tmp_pa
         assert not tailer.counters["late_bytes"] and not tailer.counters["renames"]
     finally:
         tailer.close()
+
+
+def test_a_file_follow_may_not_read_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A matching file this process may not read (a recorder writing mode 600 as another user):
+    before, it counted as vanished at every scan, was found again, and follow never went idle."""
+    from streamer.errors import InputError
+    tail_module = __import__("streamer.tail", fromlist=["open"])
+    (tmp_path / "ws-0001.jsonl").write_bytes(_lines(0, 3))
+    locked = tmp_path / "ws-0002.jsonl"
+    locked.write_bytes(_lines(3, 3))
+
+    def refusing_open(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(name) == str(locked):  # (chmod 000 would not stop root, who runs CI)
+            raise PermissionError(13, "Permission denied", str(name))
+        return open(name, *args, **kwargs)
+
+    monkeypatch.setattr(tail_module, "open", refusing_open, raising=False)
+    clock = Clock()
+    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        read = _drain(tailer)
+        with pytest.raises(InputError, match=f"^cannot read {locked}: Permission denied$"):
+            read += _settle(tailer, clock)
+        assert read == [0, 1, 2]
+        assert not tailer.counters["vanished_files"]
+    finally:
+        tailer.close()

@@ -6,9 +6,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import threading
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -643,3 +645,39 @@ def test_input_problems_merge_sums_counts_and_caps_locations() -> None:
     assert mine.locations[("other.gz", "why")] == [7]
     assert mine.notes == {"something": 3}
     assert mine.truncated == [{"file": "cut.gz", "reason": cut.truncated}]
+
+
+def _finishes(call: Any) -> BaseException | None:
+    """What ``call()`` raised, asserting it returned within 10 s (a FIFO with no writer blocked
+    open() for ever before)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert outcome, "blocked"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_inputs_that_are_not_regular_files_are_one_clear_error(tmp_path: Path, kind: str) -> None:
+    from streamer.manifests import read_manifest
+    if kind == "fifo":
+        path = tmp_path / "ws.jsonl.gz"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")  # (never ends)
+    error = _finishes(lambda: check_readable(path, "ws.jsonl.gz"))
+    assert isinstance(error, InputError) and str(error) == "cannot read ws.jsonl.gz: not a regular file"
+    error = _finishes(lambda: read_manifest(path, ("gate_status",)))
+    assert isinstance(error, InputError) and str(error) == f"cannot read manifest {path}: not a regular file"
+    stats = InputStats(path, "ws.jsonl.gz", "raw_websocket_messages")
+    error = _finishes(lambda: list(read_batches(path, stats)))
+    assert isinstance(error, InputError) and str(error) == "cannot read ws.jsonl.gz: not a regular file"
