@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Protocol
 
 from .analysis import DivergenceAnalysis, make_work_dir, remove_work_dir
-from .decoders import dumps, exact_dumps, exact_loads, fallback_loads
+from .decoders import dumps, exact_dumps, exact_loads, exact_output, fallback_loads, loads
 from .errors import UsageError, stops_held
 from .join import ContextJoin
 from .payloads import InexactNumber, analysis_parts
@@ -259,6 +259,8 @@ class RunSession:
             written += 1
             if analysis is not None:
                 engine = analysis.engine
+                if exact_output():  # the row may hold what the rows file cannot (NaN): analyse it as written
+                    comparison = loads(serialized)
                 query = engine.comparison_row(0, rows.rows, comparison, ordinal=rows.rows - 1)
                 if query is not None:
                     engine.join.take(query, engine.ws_file_of(query), key)
@@ -323,6 +325,8 @@ class RunSession:
                 rows.write_at(place + offset, serialized)  # type: ignore[union-attr]
                 if self.analysis is not None:
                     engine = self.analysis.engine
+                    if exact_output():  # (as above)
+                        comparison = loads(serialized)
                     query = engine.comparison_row(0, place + offset + 1, comparison, ordinal=place + offset)
                     if query is not None:
                         engine.defer(query)

@@ -157,9 +157,7 @@ def _header_length(data: bytes) -> int | None:
         return None
     if data[2] != 8:
         raise ValueError("unknown compression method")
-    flags = data[3]
-    if flags & 0xE0:
-        raise ValueError("unknown header flags set")
+    flags = data[3]  # (reserved bits ignored, as Python's gzip, the reference's reader, ignores them)
     position = 10
     if flags & _FEXTRA:
         if len(data) < position + 2:
@@ -185,19 +183,26 @@ class LineSplitter:
     Cost: O(bytes); holds at most one partial line.
     """
 
-    __slots__ = ("_parts",)
+    __slots__ = ("_parts", "_after_cr")
 
     def __init__(self) -> None:
         # The partial line, in pieces: a line longer than many feeds is joined once, not once per feed.
         self._parts: list[bytes] = []
+        # The last byte fed was a \r, whose line is out: a \n next is its pair, not a line end.
+        self._after_cr = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Return the lines completed by ``data`` (without their terminators).
+        """Return the lines completed by ``data`` (without their terminators), each as soon as its
+        terminator is fed: a ``\r`` ends its line at once (a ``\n`` right after it ends nothing).
 
         Cost: O(len(data)), plus O(the partial line held) when ``data`` ends it; raises nothing.
         """
+        if self._after_cr and data:
+            self._after_cr = False
+            if data[:1] == b"\n":
+                data = data[1:]
         parts = self._parts
-        if b"\n" not in data and b"\r" not in data and not (parts and parts[-1].endswith(b"\r")):
+        if b"\n" not in data and b"\r" not in data:
             if data:
                 parts.append(data)
             return []
@@ -206,16 +211,10 @@ class LineSplitter:
             data = b"".join(parts)
             parts.clear()
         if b"\r" in data:
-            # A trailing \r may be the first half of \r\n: decide when more data arrives.
-            hold = data.endswith(b"\r")
-            if hold:
-                data = data[:-1]
+            self._after_cr = data.endswith(b"\r")
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            lines = data.split(b"\n")
-            carry = lines.pop() + (b"\r" if hold else b"")
-        else:
-            lines = data.split(b"\n")
-            carry = lines.pop()
+        lines = data.split(b"\n")
+        carry = lines.pop()
         if carry:
             parts.append(carry)
         return lines
@@ -235,9 +234,7 @@ class LineSplitter:
         """
         carry = b"".join(self._parts)
         self._parts = []
-        if carry.endswith(b"\r"):
-            carry = carry[:-1]
-            return carry
+        self._after_cr = False
         return carry or None
 
 

@@ -776,3 +776,19 @@ def test_a_file_follow_may_not_read_is_one_clear_error(tmp_path: Path, monkeypat
         assert not tailer.counters["vanished_files"]
     finally:
         tailer.close()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_last_line_ended_by_a_lone_cr_is_read_at_once(tmp_path: Path, compressed: bool) -> None:
+    """Universal newlines end a line at a lone ``\\r``: the live file's last line is complete and
+    must not wait for a next byte that may never come (before: follow's outputs lacked it, run's
+    had it)."""
+    data = _lines(0, 4).replace(b"\n", b"\r")
+    path = tmp_path / "ws-0001.jsonl"
+    path.write_bytes(gzip.compress(data, mtime=0) if compressed else data)
+    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=Clock())
+    try:
+        tailer.scan()
+        assert _drain(tailer) == [0, 1, 2, 3]
+    finally:
+        tailer.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import shutil
 import signal
@@ -155,6 +156,9 @@ def _hand_capture(case: str) -> str:
     if case == "malformed-lines":
         return write_capture([[base[0], "{not json", base[1], "[1]", *base[2:]]],
                              [[rest(2.5, 1, summary()), "nope", rest(3.5, 2, summary())]])
+    if case == "non-finite-numbers":  # copied into the rows, which JSON cannot hold: the analysis sees them as written
+        return write_capture([base], [[rest(2.5, 1, summary()) | {"checkpoint_sequence": math.inf},
+                                       rest(4.5, 2, summary()), rest(3.5, 3, summary()) | {"checkpoint_sequence": math.nan}]])
     if case == "multi-file-no-checkpoint":
         return write_capture([base[:2], base[2:]], [[rest(3, 1, status=404) | {"json": {"error": "x"}}]],
                              compress=True)
@@ -163,7 +167,8 @@ def _hand_capture(case: str) -> str:
 
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("case", ["size-only-lag", "untimed-checkpoint", "unparseable-ws-time", "ws-out-of-order",
-                                  "rest-out-of-order", "malformed-lines", "multi-file-no-checkpoint"])
+                                  "rest-out-of-order", "malformed-lines", "non-finite-numbers",
+                                  "multi-file-no-checkpoint"])
 def test_run_equals_reconstruct_then_analyze_on_hand_built_captures(workdir: Path, case: str, workers: int) -> None:
     manifest = assert_run_equals_separate(_hand_capture(case), workers)
     if case == "size-only-lag":
@@ -172,6 +177,9 @@ def test_run_equals_reconstruct_then_analyze_on_hand_built_captures(workdir: Pat
     if case == "multi-file-no-checkpoint":
         assert manifest["row_counts"]["comparison_rows"] == 0
         assert read_rows(OUT["rows"]) == []
+    if case == "non-finite-numbers":  # (before: run --workers 1 wrote Infinity and NaN, analyze null)
+        assert [row["rest_checkpoint_sequence"] for row in read_rows(OUT["rows"])] == [None, 2, None]
+        assert [row["rest_checkpoint_sequence"] for row in manifest["divergence_rows"]] == [None, 2, None]
 
 
 def test_run_without_prior_manifests_gives_null_gates(workdir: Path) -> None:
