@@ -68,6 +68,9 @@ class DivergenceAnalysis:
     #: divergent rows skipped as unusable: nobody explained them, so the gate cannot pass (a class
     #: default too, for states saved before it was counted)
     unanalysed_rows = 0
+    #: comparison lines that could not be read (and comparison files that ended early): rows
+    #: unknown, maybe divergent, so the gate cannot pass either (set by the publisher)
+    unread_comparison_lines = 0
 
     def __init__(self, context_limit: int, evidence_seconds: int, ws_names: list[str],
                  comparison_names: list[str], work_dir: Path,
@@ -395,7 +398,8 @@ class DivergenceAnalysis:
         affects = aggregates.affect_counts
         results = aggregates.divergence_results
         return {
-            "gate_status": GATE_BLOCKED if self.unanalysed_rows else aggregates.gate(),
+            "gate_status": (GATE_BLOCKED if self.unanalysed_rows or self.unread_comparison_lines
+                            else aggregates.gate()),
             "comparison_status_counts": dict(sorted(aggregates.status_counts.items())),
             "divergence_category_counts": dict(sorted(aggregates.category_counts.items())),
             "divergence_affect_counts": dict(sorted(affects.items())),
@@ -442,7 +446,7 @@ class DivergenceAnalysis:
         aggregates = self.aggregates
         finding = report.finding(aggregates.divergence_results, aggregates.affect_counts.get("size_only", 0),
                                  self.quote_or_membership_rows, dict(aggregates.affect_counts),
-                                 self.rows_without_context, self.unanalysed_rows)
+                                 self.rows_without_context, self.unanalysed_rows, self.unread_comparison_lines)
         with AtomicFile(report_path) as out:
             out.handle.write(report.head(fields, finding).encode("utf-8", "backslashreplace"))
             with open(self.work_dir / "report_rows.part", "rb") as part:

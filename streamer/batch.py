@@ -465,6 +465,7 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
                       extra_fields: dict[str, Any] | None = None) -> Outcome:
     engine = run.engine
     comparison_names = [stats.name for stats in comparison_inputs]
+    engine.unread_comparison_lines = _unread_lines(problems, comparison_inputs)
     problems.merge(engine.problems)
     updated = _updated_artifacts([*UPDATED_PATHS, *(Path(name) for name in comparison_names)], known)
     fields = _manifest_fields(engine, manifests, gates, ws_inputs, rest_inputs, comparison_inputs, rest_rows,
@@ -676,6 +677,14 @@ def _manifest_10c(config: ReconstructConfig, m10b: Any, ws_inputs: list[InputSta
         "input_problems": problems.as_json(),
     }
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("ascii")
+
+
+def _unread_lines(problems: InputProblems, inputs: list[InputStats]) -> int:
+    """Lines of ``inputs`` skipped (not JSON, not objects), plus one per input that ended early
+    (a corrupt or cut gzip stream: what it held after is unknown). Cost: O(problems)."""
+    names = {stats.name for stats in inputs}
+    skipped = sum(count for (name, _reason), count in problems.counts.items() if name in names)
+    return skipped + sum(1 for stats in inputs if stats.truncated)
 
 
 def _json_not_objects(problems: InputProblems, inputs: list[InputStats]) -> int:

@@ -30,15 +30,17 @@ def row_line(row: dict[str, Any]) -> str:
 
 
 def finding(results: int, size_only: int, quote_or_membership: int, affect_counts: dict[str, int],
-            without_context: int, unanalysed: int = 0) -> str:
+            without_context: int, unanalysed: int = 0, unread: int = 0) -> str:
     """The finding paragraph: what the rows say, in the reference's words where they agree.
 
-    ``unanalysed``: divergent rows skipped because their fields were unusable (they block the gate).
+    ``unanalysed``: divergent rows skipped because their fields were unusable; ``unread``:
+    comparison lines that could not be read, and comparison files that ended early (both block
+    the gate).
 
     Cost: O(1). Raises nothing.
     """
     if results == 0:
-        sentences = [] if unanalysed else ["There are no divergent rows in this sample."]
+        sentences = [] if unanalysed or unread else ["There are no divergent rows in this sample."]
     elif size_only == results:
         if results == 1:
             sentences = ["The 1 divergent row is size-only in this sample. It preserved best bid, best ask, "
@@ -64,6 +66,10 @@ def finding(results: int, size_only: int, quote_or_membership: int, affect_count
                          f"{'row was' if unanalysed == 1 else 'rows were'} not analysed: "
                          "fields of the wrong type (input_problems in the manifest). Unexplained, "
                          f"{'it blocks' if unanalysed == 1 else 'they block'} the gate.")
+    if unread:
+        sentences.append("Some comparison rows could not be read (skipped lines, or a file that ended early: "
+                         "input_problems in the manifest). Divergences among them would be unexplained, so "
+                         "they block the gate.")
     return " ".join(sentences)
 
 

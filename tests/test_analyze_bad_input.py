@@ -305,9 +305,36 @@ def test_malformed_comparison_lines(workdir: Path, run_cli: RunCli, capture: tup
     ]
     assert manifest["input_problems"]["skipped"] == expected
     assert run.stderr == [_skipped_message(item["file"], item["reason"], item["lines"]) for item in expected]
-    _assert_clean_run(run, manifest, clean, clean_manifest)
+    # rows that could not be read may have been divergent: the gate cannot pass; all else is equal
+    assert (run.code, manifest["gate_status"]) == (1, "BLOCKED_WS_DIVERGENCE_UNEXPLAINED")
+    manifest["gate_status"] = clean_manifest["gate_status"]
     _assert_equal_manifests(clean_manifest, manifest, {COMPARISON})
     _assert_reference_agrees(workdir / "clean", flags)
+
+
+@pytest.mark.parametrize("damage", ["zstd", "cut-gzip"])
+def test_comparison_rows_nobody_could_read_block_the_gate(workdir: Path, run_cli: RunCli,
+                                                        capture: tuple[list[bytes], list[bytes]], damage: str) -> None:
+    """A comparison file of another compression (every line not JSON), or one cut short: before,
+    no row was read, or some were lost, and the gate said PASS, exit 0."""
+    ws, rest = capture
+    flags = _setup(workdir / "case", ws, rest)
+    path = workdir / "case" / COMPARISON
+    rows = [json.loads(line) for line in _gunzip_lines(path) if line.strip()]
+    clean_rows = [row for row in rows if row["comparison_status"] != "divergent"]
+    refcompare.write_jsonl_gz(path, clean_rows)
+    clean, clean_manifest, _ = _analyze(run_cli, workdir / "case", flags)
+    assert (clean.code, clean_manifest["gate_status"]) == (0, "WS_DIVERGENCE_ANALYSIS_PASS")
+    data = path.read_bytes()
+    if damage == "zstd":  # (a zstd frame: magic, then bytes that are no JSON)
+        path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(1, 200)) + b"\n" + bytes(range(200, 256)))
+    else:
+        path.write_bytes(data[:len(data) // 2])
+    run, manifest, report = _analyze(run_cli, workdir / "case", flags)
+    assert (run.code, manifest["gate_status"]) == (1, "BLOCKED_WS_DIVERGENCE_UNEXPLAINED")
+    assert "Some comparison rows could not be read" in report
+    problems = manifest["input_problems"]
+    assert problems["skipped"] if damage == "zstd" else problems["truncated_inputs"]
 
 
 @pytest.mark.parametrize("name", sorted(MISTYPED_ROWS))
