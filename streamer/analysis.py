@@ -446,7 +446,8 @@ class DivergenceAnalysis:
         aggregates = self.aggregates
         finding = report.finding(aggregates.divergence_results, aggregates.affect_counts.get("size_only", 0),
                                  self.quote_or_membership_rows, dict(aggregates.affect_counts),
-                                 self.rows_without_context, self.unanalysed_rows, self.unread_comparison_lines)
+                                 self.rows_without_context, self.unanalysed_rows, self.unread_comparison_lines,
+                                 self.context_limit)
         with AtomicFile(report_path) as out:
             out.handle.write(report.head(fields, finding).encode("utf-8", "backslashreplace"))
             with open(self.work_dir / "report_rows.part", "rb") as part:

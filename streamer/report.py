@@ -30,12 +30,12 @@ def row_line(row: dict[str, Any]) -> str:
 
 
 def finding(results: int, size_only: int, quote_or_membership: int, affect_counts: dict[str, int],
-            without_context: int, unanalysed: int = 0, unread: int = 0) -> str:
+            without_context: int, unanalysed: int = 0, unread: int = 0, context_limit: int | None = None) -> str:
     """The finding paragraph: what the rows say, in the reference's words where they agree.
 
     ``unanalysed``: divergent rows skipped because their fields were unusable; ``unread``:
     comparison lines that could not be read, and comparison files that ended early (both block
-    the gate).
+    the gate); ``context_limit`` 0 says that no context was asked for, not that none was found.
 
     Cost: O(1). Raises nothing.
     """
@@ -58,6 +58,8 @@ def finding(results: int, size_only: int, quote_or_membership: int, affect_count
     if results and without_context == 0:
         sentences.append("Nearby token-specific websocket context is included in the manifest with raw line "
                          "numbers and compact price-change fields.")
+    elif results and context_limit == 0:
+        sentences.append("No websocket context was asked for (--context-limit 0).")
     elif results:
         sentences.append(f"{without_context} of the divergent rows have no token-specific websocket context "
                          "in the capture.")

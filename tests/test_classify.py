@@ -344,3 +344,20 @@ def test_aggregates_gate() -> None:
     other.add_result(*classify(mismatch, {}, {}, True, False), True)
     assert other.gate() == GATE_BLOCKED
     assert not other.all_size_only
+
+
+# -- the report's finding paragraph (streamer's words where the reference hard-codes its own) -------------
+
+@pytest.mark.parametrize("args, says, never", [
+    ((0, 0, 0, {}, 0), "There are no divergent rows in this sample.", "not analysed"),
+    ((2, 2, 0, {}, 0), "The 2 divergent rows are size-only", "could not be read"),
+    ((3, 1, 2, {"best_bid": 2}, 1), "1 of the divergent rows have no token-specific websocket context", "asked for"),
+    ((3, 3, 0, {}, 3, 0, 0, 0), "No websocket context was asked for (--context-limit 0).", "in the capture"),
+    ((0, 0, 0, {}, 0, 1), "1 divergent row was not analysed", "There are no divergent rows"),
+    ((2, 2, 0, {}, 0, 2), "2 more divergent rows were not analysed", "could not be read"),
+    ((0, 0, 0, {}, 0, 0, 3), "Some comparison rows could not be read", "There are no divergent rows"),
+], ids=["none", "size-only", "without-context", "limit-0", "unanalysed-only", "unanalysed-more", "unread"])
+def test_the_finding_says_what_the_rows_say(args: tuple[Any, ...], says: str, never: str) -> None:
+    from streamer.report import finding
+    text = finding(*args)
+    assert says in text and never not in text
