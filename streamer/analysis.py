@@ -488,6 +488,10 @@ class DivergenceAnalysis:
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled engine; it stays detached from its spools until :meth:`reopen`."""
         self.__dict__.update(state)
+        if type(self.problems) is list:  # a state saved before problems were counted (follow's: empty)
+            problems, self.problems = self.problems, InputProblems()
+            for file_index, line, reason in problems:
+                self.problems.add(self.comparison_names[file_index], line, f"mistyped_comparison_field: {reason}")
 
     def reopen(self, work_dir: Path | None = None) -> None:
         """Reattach an unpickled engine to its spools, cut back to their saved lengths.

@@ -149,7 +149,7 @@ _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
 def _header_length(data: bytes) -> int | None:
     """The length of the gzip member header (RFC 1952) at the start of ``data``; None while incomplete.
 
-    Cost: O(header). :raises ValueError: when ``data`` does not start a gzip header zlib would accept.
+    Cost: O(header). :raises ValueError: when ``data`` does not start with gzip's magic and method.
     """
     if data[:2] != GZIP_MAGIC[:len(data)]:
         raise ValueError("not a gzip header")
@@ -193,7 +193,7 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Return the lines completed by ``data`` (without their terminators), each as soon as its
-        terminator is fed: a ``\r`` ends its line at once (a ``\n`` right after it ends nothing).
+        terminator is fed: a ``\\r`` ends its line at once (a ``\\n`` right after it ends nothing).
 
         Cost: O(len(data)), plus O(the partial line held) when ``data`` ends it; raises nothing.
         """

@@ -760,3 +760,22 @@ def test_a_glob_that_would_match_follows_own_outputs_is_refused(workdir: Path, r
     assert code == 2 and err.count("\n") == 1 and "would match follow's own output" in err
     assert sorted(path.name for path in (workdir / "cap").iterdir()) == [
         "manifest_10b.json", "rest-0001.jsonl.gz", "ws-0001.jsonl"]
+
+
+def test_an_engine_saved_before_its_problems_were_counted_resumes(tmp_path: Path) -> None:
+    """A follow state saved by the previous release holds the analysis problems as a list (and no
+    counters for unanalysed or unread rows): it resumes, and publishes (before: AttributeError
+    'list' object has no attribute 'counts' at follow's exit, checked by hand on a real state)."""
+    from importlib import import_module
+    analysis = import_module("streamer.analysis")
+    engine = analysis.DivergenceAnalysis(5, 10, ["ws.jsonl.gz"], ["rows.jsonl.gz"], tmp_path)
+    state = engine.__getstate__()
+    engine.close()
+    state["problems"] = [(0, 7, "last_applied_ws_line is not a number")]  # the old layout
+    restored = analysis.DivergenceAnalysis.__new__(analysis.DivergenceAnalysis)
+    restored.__setstate__(state)  # (what unpickling the state file calls)
+    assert restored.problems.counts == {("rows.jsonl.gz", "mistyped_comparison_field: last_applied_ws_line "
+                                                          "is not a number"): 1}
+    assert restored.problems.locations == {("rows.jsonl.gz", "mistyped_comparison_field: last_applied_ws_line "
+                                                             "is not a number"): [7]}
+    assert (restored.unanalysed_rows, restored.unread_comparison_lines) == (0, 0)
