@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from . import report
-from .classify import GATE_BLOCKED, Aggregates, Query, RowShapeError, classify, make_query
+from .classify import (GATE_BLOCKED, UNUSABLE_LINE, Aggregates, Query, RowShapeError, classify, line_is_unusable,
+                       make_query)
 from .decoders import dumps, exact_dumps, exact_output, fallback_loads, holds_rounded_integer, loads
 from .index import Entry, entry_key
 from .join import ContextJoin, Evidence, answer_exactly
@@ -135,8 +136,9 @@ class DivergenceAnalysis:
         try:
             query = make_query(ordinal, file_index, line, row, parse_time_us)
         except RowShapeError as exc:
-            self.problems.add(self.comparison_names[file_index], line, f"mistyped_comparison_field: {exc}")
-            self.unanalysed_rows += 1
+            if self.join.answers(str(token) if token else None):  # (counted once, by the row's process)
+                self.problems.add(self.comparison_names[file_index], line, f"mistyped_comparison_field: {exc}")
+                self.unanalysed_rows += 1
             self.spool.put(ordinal, ())
             return None
         if not self.join.answers(query.lookup):
@@ -172,7 +174,7 @@ class DivergenceAnalysis:
 
     def context_key(self, query: Query) -> float | None:
         """The index key of a query's last applied line, or None. Cost: O(1). Raises nothing."""
-        if query.last_line is None:
+        if query.last_line is None or line_is_unusable(query.last_line):
             return None
         return entry_key(self.ws_file_of(query), query.last_line)
 
@@ -273,7 +275,7 @@ class DivergenceAnalysis:
         write_record(self._tagged, seq, fields)
 
     #: Counters a helper hands its driver (:meth:`share_summary`, :meth:`absorb`), its own and its join's.
-    _SHARED_COUNTS = ("quote_or_membership_rows", "rows_without_context")
+    _SHARED_COUNTS = ("quote_or_membership_rows", "rows_without_context", "unanalysed_rows")
     _SHARED_JOIN_COUNTS = ("misses", "late_events", "spilled_pending")
 
     def share_summary(self) -> dict[str, Any]:
@@ -291,6 +293,7 @@ class DivergenceAnalysis:
             **{name: getattr(self, name) for name in self._SHARED_COUNTS},
             **{name: getattr(self.join, name) for name in self._SHARED_JOIN_COUNTS},
             "spilled_records": self.spool.spilled_records,
+            "problems": self.problems,
         }
 
     def absorb(self, summary: dict[str, Any]) -> None:
@@ -309,6 +312,7 @@ class DivergenceAnalysis:
         for name in self._SHARED_JOIN_COUNTS:
             setattr(self.join, name, getattr(self.join, name) + summary[name])
         self.spool.spilled_records += summary["spilled_records"]
+        self.problems.merge(summary["problems"])
 
     def seal_results(self) -> Path:
         """Close a helper's tagged results (after :meth:`finish`); returns their path.
@@ -332,6 +336,12 @@ class DivergenceAnalysis:
                 raise RuntimeError(f"comparison row {seq} answered twice")
             previous = seq
             self._write_record(seq, fields)
+
+    def _on_unusable(self, query: Query) -> None:
+        """A row whose last line is not a number, for a token with events: skipped and reported."""
+        self.problems.add(self.comparison_names[query.file_index], query.comparison_line, UNUSABLE_LINE)
+        self.unanalysed_rows += 1
+        self.spool.put(query.seq, ())
 
     def _on_miss(self, query: Query) -> None:
         if self._misses is None:
@@ -378,12 +388,12 @@ class DivergenceAnalysis:
             batch.append((query, self.context_key(query)))
             if len(batch) >= EXACT_BATCH:
                 answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result,
-                               close_after_us)
+                               close_after_us, self._on_unusable)
                 passes += 1
                 batch = []
         if batch:
             answer_exactly(ws_rows(), batch, self.context_limit, self.evidence_seconds, self._on_result,
-                           close_after_us)
+                           close_after_us, self._on_unusable)
             passes += 1
         return passes
 

@@ -63,6 +63,20 @@ def _diff_prices(diff: Any) -> set[str]:
     return prices
 
 
+#: Why a divergent row whose last line is not a number is skipped (when its token has events).
+UNUSABLE_LINE = "mistyped_comparison_field: last_applied_ws_line is not a number"
+
+
+def line_is_unusable(last_line: Any) -> bool:
+    """Whether a row's ``last_applied_ws_line`` is neither null nor a number: the reference can
+    place it only among no events (it compares it with each line number of the token's events, and
+    fails on the first), so the row is answered once the token's events are all known.
+
+    Cost: O(1). Raises nothing.
+    """
+    return last_line is not None and type(last_line) not in (int, float, bool)
+
+
 def make_query(seq: int, file_index: int, comparison_line: int, row: dict[str, Any],
                parse_time_us: Any) -> Query:
     """Check a divergent row's fields the way the reference uses them, and build its query.
@@ -81,9 +95,7 @@ def make_query(seq: int, file_index: int, comparison_line: int, row: dict[str, A
         market.get("market_slug")
     except (AttributeError, TypeError) as exc:
         raise RowShapeError(f"unusable diff or market field ({exc})") from None
-    last_line = row.get("last_applied_ws_line")
-    if last_line is not None and type(last_line) not in (int, float, bool):
-        raise RowShapeError("last_applied_ws_line is not a number")
+    last_line = row.get("last_applied_ws_line")  # (not a number: see line_is_unusable)
     checkpoint_time = row.get("rest_checkpoint_received_at_utc")
     t_us = None
     if prices and checkpoint_time:

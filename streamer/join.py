@@ -26,7 +26,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from typing import Any, Callable, Iterable
 
-from .classify import Query
+from .classify import Query, line_is_unusable
 from .index import Entry, TokenIndex, entry_key
 from .payloads import BOOK, LEGACY_PRICE_CHANGE, PRICE_CHANGE, part_price_key
 
@@ -226,8 +226,8 @@ class ContextJoin:
         reports it as a miss when the retained events cannot answer it exactly.
         Cost: O(log n + C + w), n retained, w in the window (a flush or spill more); raises what sinks do.
         """
-        if query.lookup is None:
-            return self._miss(query)  # answered once every row's token is known
+        if query.lookup is None or line_is_unusable(query.last_line):
+            return self._miss(query)  # answered once every row's token, or all its events, are known
         index = self.indexes.get(query.lookup)
         limit = self.context_limit
         before: list[Entry] = []
@@ -392,7 +392,8 @@ class ContextJoin:
 
 def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[tuple[Any, ...]]]]],
                    queries: list[tuple[Query, float | None]], context_limit: int,
-                   evidence_seconds: int, on_result: ResultSink, close_after_us: int | None = None) -> None:
+                   evidence_seconds: int, on_result: ResultSink, close_after_us: int | None = None,
+                   on_unusable: Callable[[Query], None] | None = None) -> None:
     """Answer ``queries`` exactly with one pass over the websocket ``rows`` (the second pass).
 
     ``rows`` yields ``(key, row, parts)`` for every websocket row in stream order; ``queries``
@@ -400,7 +401,10 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
     ``close_after_us`` (the first pass saw no receive time step back more than that), a query is
     answered as soon as its context is complete and the stream's latest receive time is more than
     that past its evidence window, so only the open ones are held; without it, all are answered
-    at the end of the pass (a late line could still fall into any window).
+    at the end of the pass (a late line could still fall into any window). A query whose last
+    line is not a number (:func:`~streamer.classify.line_is_unusable`) is answered at the end:
+    with no context and no evidence when its token has no event at all, as the reference answers
+    it, else handed to ``on_unusable`` (the reference fails on it).
 
     Cost: O(rows + entries of queried tokens x log q + output); memory O(q x (2C + 20)) entries,
     O(open queries x (2C + 20)) with ``close_after_us``.
@@ -418,7 +422,9 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
     for query, key in queries:
         if query.lookup is None:
             continue
-        state = by_token.setdefault(query.lookup, {"context": [], "times": [], "by_time": []})
+        state = by_token.setdefault(query.lookup, {"context": [], "times": [], "by_time": [], "seen": False})
+        if line_is_unusable(query.last_line):
+            continue  # (only whether the token has events at all matters: "seen")
         waiting = 0
         if key is not None:
             state["context"].append((key, query.seq, query))
@@ -453,6 +459,7 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
             state = by_token.get(token)
             if state is None:
                 continue
+            state["seen"] = True
             entry = (key, row, token_parts)
             context = state["context"]
             position = state["next"]
@@ -510,4 +517,10 @@ def answer_exactly(rows: Iterable[tuple[float, tuple[Any, ...], dict[str, list[t
     for query, _key in queries:
         if query.seq in results:
             before, after, evidence, _query = results.pop(query.seq)
-            on_result(query, before, after, evidence)
+            if not line_is_unusable(query.last_line):
+                on_result(query, before, after, evidence)
+            elif query.lookup is not None and by_token[query.lookup]["seen"]:
+                assert on_unusable is not None, "a query whose last line is not a number needs on_unusable"
+                on_unusable(query)
+            else:
+                on_result(query, [], [], [])

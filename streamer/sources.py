@@ -465,8 +465,9 @@ class InputProblems:
         """
         for key, count in other.counts.items():
             self.counts[key] = self.counts.get(key, 0) + count
-            lines = self.locations.setdefault(key, [])
-            lines.extend(other.locations.get(key, [])[:PROBLEM_LOCATIONS - len(lines)])
+            # each side holds its first lines: the first of both are among them
+            lines = sorted(self.locations.get(key, []) + other.locations.get(key, []))
+            self.locations[key] = lines[:PROBLEM_LOCATIONS]
         self.truncated.extend(other.truncated)
         for name, amount in other.notes.items():
             self.note(name, amount)

@@ -862,6 +862,22 @@ def test_big_json_number_token_ids_equal_the_reference(tmp_path: Path, workers: 
 
 @pytest.mark.requires_reference
 @pytest.mark.parametrize("workers", [1, 2])
+def test_a_last_line_that_is_not_a_number_for_a_token_without_events_equals_the_reference(
+        tmp_path: Path, workers: int) -> None:
+    """The reference compares such a line with each of the token's event lines: with none, it lists
+    the row with no context (before: streamer skipped it, so the row lists differed)."""
+    lines = [_ws(0, _book("101"), 1), _ws(1_000_000, _book("102"), 2)]
+    refcompare.write_capture(tmp_path, lines, [])
+    rows = [_divergent("101", 1, 500_000), {**_divergent("999", None, 600_000), "last_applied_ws_line": "abc"},
+            {**_divergent("", None, 700_000), "last_applied_ws_line": [3]}, _divergent("102", 2, 1_200_000)]
+    outcome = _compare(tmp_path, rows, _flags(5, 10), workers)
+    divergences = outcome["streamer"]["manifest"]["divergence_rows"]
+    assert [row["last_applied_ws_line"] for row in divergences] == [1, "abc", [3], 2]
+    assert [row["classification"] for row in divergences][1:3] == ["insufficient_raw_context"] * 2
+
+
+@pytest.mark.requires_reference
+@pytest.mark.parametrize("workers", [1, 2])
 def test_big_json_numbers_in_comparison_rows_equal_the_reference(tmp_path: Path, workers: int) -> None:
     """A divergent row naming its token as a JSON number beyond 64 bits finds that token's context,
     and its other big integers are written back exactly (before: the token read as

@@ -171,6 +171,32 @@ def test_outputs_equal_for_any_number_of_workers(markets: int, ws_files: int, se
     assert sharded_gate == single_gate
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_rows_skipped_as_unusable_are_counted_once_for_any_number_of_workers(workers: int) -> None:
+    """Every process checks every row; each skipped row is counted by the one answering its token
+    (a last line that is not a number: after that process's second pass), and the helpers' skips
+    reach the manifest: its problems, counts and gate equal one process's."""
+    shape = CaptureShape(markets=4, ws_lines=1500, rest_interval_seconds=1.0, drop_rate=0.05)
+    mistakes = [{"last_applied_ws_line": "x"}, {"market": 5}, {"last_applied_ws_line": [3]},
+                {"bid_top_n_diff": [1]}, {"token_id": "999", "last_applied_ws_line": "y"}]  # (the last: no events)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        generate_capture(work / "capture", shape, 5, path_base=work)
+        with contextlib.chdir(work):
+            rows = reconstruct(Path(MANIFEST_10B))
+        divergent = [index for index, row in enumerate(rows) if row["comparison_status"] == "divergent"]
+        for number, index in enumerate(divergent):
+            rows[index] = {**rows[index], **mistakes[number % len(mistakes)]}
+        single, single_report, _ = _analyze(work, rows, 1)
+        sharded, sharded_report, _ = _analyze(work, rows, workers)
+    assert single.pop("workers") == 1 and sharded.pop("workers") > 1
+    skipped = sum(item["count"] for item in single["input_problems"]["skipped"])
+    answered = len(divergent) // len(mistakes) + (len(divergent) % len(mistakes) > 4)  # the no-events rows
+    assert skipped == len(divergent) - answered and len(single["divergence_rows"]) == answered
+    refcompare.assert_equal_manifests(single, sharded)
+    assert sharded_report == single_report
+
+
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])
 def test_cli_rejects_a_bad_workers_value(capsys: pytest.CaptureFixture[str], bad: str) -> None:
     from streamer import cli
