@@ -334,7 +334,8 @@ def _produce(path: Path, stats: InputStats, out: "queue.Queue[object]", stop: th
                 if not more:
                     break
                 first += more
-            stats.compressed = first[:2] == GZIP_MAGIC
+            # (a file of one byte, gzip's first: a gzip file cut short, reported as truncated)
+            stats.compressed = first[:2] == GZIP_MAGIC or first == GZIP_MAGIC[:1]
             members = GzipMembers() if stats.compressed else None
             raw = first
             while raw and not stop.is_set():

@@ -901,9 +901,13 @@ class Tailer:
     def _close(self, reader: _Reader, items: list[Item], truncated: str | None, *, use_partial: bool) -> None:
         entry = reader.entry
         if reader.compressed is None and reader.raw_pos:
-            # A file of a single byte: plain.
-            reader.compressed = False
-            self._lines(reader, reader.splitter.feed(reader.prefix), reader.known_at, items)
+            # A file of a single byte: gzip's first, a gzip file cut short (as run reads it); else plain.
+            if reader.prefix == GZIP_MAGIC[:1]:
+                reader.compressed = True
+                truncated = truncated or TRAILER_MISSING
+            else:
+                reader.compressed = False
+                self._lines(reader, reader.splitter.feed(reader.prefix), reader.known_at, items)
         last = reader.splitter.finish()
         if last is not None:
             if truncated is None and use_partial:

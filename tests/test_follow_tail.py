@@ -792,3 +792,23 @@ def test_a_last_line_ended_by_a_lone_cr_is_read_at_once(tmp_path: Path, compress
         assert _drain(tailer) == [0, 1, 2, 3]
     finally:
         tailer.close()
+
+
+@pytest.mark.parametrize("byte, lines, truncated", [(b"\x1f", [], True), (b"x", [b"x"], False)])
+def test_a_finished_file_of_one_byte_is_read_as_run_reads_it(tmp_path: Path, byte: bytes, lines: list[bytes],
+                                                              truncated: bool) -> None:
+    """One byte, gzip's first: a gzip file cut short (reported); any other: a plain line."""
+    clock = Clock()
+    (tmp_path / "ws-0001.jsonl").write_bytes(byte)
+    (tmp_path / "ws-0002.jsonl").write_bytes(b"")
+    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        items = tailer.read()
+        clock.now += ROTATE_WAIT + 1
+        items += tailer.read()
+        ends = [item for item in items if type(item) is FileEnd and item.name.endswith("ws-0001.jsonl")]
+        assert [line for item in items if type(item) is Lines for line in item.lines] == lines
+        assert len(ends) == 1 and (ends[0].truncated is not None) == truncated
+    finally:
+        tailer.close()

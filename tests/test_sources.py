@@ -462,9 +462,17 @@ def test_read_batches_plain_without_final_newline_and_empty_file(tmp_path: Path)
     (tmp_path / "empty").write_bytes(b"")
     lines, stats = read_all(tmp_path / "empty")
     assert lines == [] and stats.sha256 == hashlib.sha256(b"").hexdigest() and not stats.compressed
+    (tmp_path / "one").write_bytes(b"x")
+    lines, stats = read_all(tmp_path / "one")
+    assert lines == [b"x"] and not stats.compressed and stats.truncated is None
+
+
+def test_read_batches_one_byte_of_gzip_magic_is_a_cut_gzip(tmp_path: Path) -> None:
+    """Before: read as a plain line "\\x1f", which strips to blank: a comparison file cut after one
+    byte gave no row and no word, and the gate passed."""
     (tmp_path / "one").write_bytes(b"\x1f")
     lines, stats = read_all(tmp_path / "one")
-    assert lines == [b"\x1f"] and not stats.compressed
+    assert lines == [] and stats.compressed and stats.truncated is not None
 
 
 def test_read_batches_gzip_magic_only_is_truncated(tmp_path: Path) -> None:
