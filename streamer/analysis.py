@@ -356,7 +356,10 @@ class DivergenceAnalysis:
         self._misses.close()
         with open(self.work_dir / "misses.jsonl", "rb") as handle:
             for line in handle:
-                seq, file_index, comparison_line, row = loads(line)
+                record = loads(line)
+                if holds_rounded_integer(record):  # (written exactly: read it back so)
+                    record = fallback_loads(line)
+                seq, file_index, comparison_line, row = record
                 yield make_query(seq, file_index, comparison_line, row, parse_time_us)
 
     def answer_misses(self, ws_rows: Callable[[], Iterable[Any]]) -> int:

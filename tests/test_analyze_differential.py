@@ -885,11 +885,14 @@ def test_big_json_numbers_in_comparison_rows_equal_the_reference(tmp_path: Path,
     yes = 94022367472047775158269173293876979533288470167463650966689320774843018181757
     lines = [_ws(0, {**_book("x"), "asset_id": str(yes)}, 1), _ws(1_000_000, _book("101"), 2)]
     refcompare.write_capture(tmp_path, lines, [])
-    rows = [{**_divergent(yes, 1, 500_000), "rest_checkpoint_sequence": 2 ** 70},  # type: ignore[arg-type]
+    rows = [_divergent("101", 2 ** 70, 500_000),  # (first: a miss, answered by the second pass from its spool)
+            {**_divergent(yes, 1, 500_000), "rest_checkpoint_sequence": 2 ** 70},  # type: ignore[arg-type]
             {**_divergent("101", 2, 1_200_000), "comparison_status": "match", "token_id": 2 ** 64 + 1},
             _divergent("101", 2, 1_200_000)]
     outcome = _compare(tmp_path, rows, _flags(5, 10), workers)
+    assert outcome["streamer"]["manifest"]["streaming"]["context_misses"] >= 1
     divergences = outcome["streamer"]["manifest"]["divergence_rows"]
-    assert [row["token_id"] for row in divergences] == [str(yes), "101"]
-    assert divergences[0]["rest_checkpoint_sequence"] == 2 ** 70
-    assert [item["line_number"] for item in divergences[0]["nearest_websocket_messages_for_token"]["before_or_at"]] == [1]
+    assert [row["token_id"] for row in divergences] == ["101", str(yes), "101"]
+    assert divergences[0]["last_applied_ws_line"] == 2 ** 70
+    assert divergences[1]["rest_checkpoint_sequence"] == 2 ** 70
+    assert [item["line_number"] for item in divergences[1]["nearest_websocket_messages_for_token"]["before_or_at"]] == [1]
