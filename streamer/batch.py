@@ -465,7 +465,9 @@ def _publish_analysis(run: _Run, manifests: list[dict[str, Any]], gates: dict[st
                       extra_fields: dict[str, Any] | None = None) -> Outcome:
     engine = run.engine
     comparison_names = [stats.name for stats in comparison_inputs]
-    engine.unread_comparison_lines = _unread_lines(problems, comparison_inputs)
+    # lines skipped, and one per file that ended early (what it held after is unknown)
+    engine.unread_comparison_lines = (problems.count(files=comparison_inputs)
+                                      + sum(1 for stats in comparison_inputs if stats.truncated))
     problems.merge(engine.problems)
     updated = _updated_artifacts([*UPDATED_PATHS, *(Path(name) for name in comparison_names)], known)
     fields = _manifest_fields(engine, manifests, gates, ws_inputs, rest_inputs, comparison_inputs, rest_rows,
@@ -566,8 +568,10 @@ def _manifest_fields(engine: DivergenceAnalysis, manifests: list[dict[str, Any]]
         "updated_source_or_doc_artifacts": updated,
         "accepted_prior_gates": gates,
         "row_counts": {
-            "raw_websocket_messages": ws_rows + _json_not_objects(problems, ws_inputs),
-            "rest_checkpoints": rest_rows + _json_not_objects(problems, rest_inputs),
+            # JSON lines that are not objects carry nothing, yet the reference counts every line
+            # it parses (it reads a REST row no further, a websocket row only for a named token)
+            "raw_websocket_messages": ws_rows + problems.count("not_an_object", ws_inputs),
+            "rest_checkpoints": rest_rows + problems.count("not_an_object", rest_inputs),
             "comparison_rows": engine.aggregates.comparison_rows,
             "divergent_rows": engine.aggregates.divergent_rows,
         },
@@ -677,23 +681,6 @@ def _manifest_10c(config: ReconstructConfig, m10b: Any, ws_inputs: list[InputSta
         "input_problems": problems.as_json(),
     }
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("ascii")
-
-
-def _unread_lines(problems: InputProblems, inputs: list[InputStats]) -> int:
-    """Lines of ``inputs`` skipped (not JSON, not objects), plus one per input that ended early
-    (a corrupt or cut gzip stream: what it held after is unknown). Cost: O(problems)."""
-    names = {stats.name for stats in inputs}
-    skipped = sum(count for (name, _reason), count in problems.counts.items() if name in names)
-    return skipped + sum(1 for stats in inputs if stats.truncated)
-
-
-def _json_not_objects(problems: InputProblems, inputs: list[InputStats]) -> int:
-    """Lines of ``inputs`` that are JSON but not objects: no event or checkpoint, yet rows to the
-    reference, which counts every line it parses (and reads nothing else of a REST row, or of a
-    websocket row when no comparison row names a token). Cost: O(files x reasons)."""
-    names = {stats.name for stats in inputs}
-    return sum(count for (name, reason), count in problems.counts.items()
-               if reason == "not_an_object" and name in names)
 
 
 def _websocket_messages(rows_fed: int, problems: InputProblems) -> int:

@@ -169,7 +169,7 @@ else:
     fast_loads = _stdlib_loads
     FAST_ERRORS = (ValueError, RecursionError)
 GZIP_BACKEND, gzip_decompressobj = _pick_gzip()
-#: CRC-32 of inflated text (gzip trailers), from the decompressor's library: isal's is ~4x zlib's.
+#: CRC-32 of inflated text (gzip trailers), from the decompressor's library.
 if GZIP_BACKEND == "isal":
     from isal.isal_zlib import crc32
 else:

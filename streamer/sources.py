@@ -473,9 +473,14 @@ class InputProblems:
         for name, amount in other.notes.items():
             self.note(name, amount)
 
-    def count(self, reason: str) -> int:
-        """Lines recorded under ``reason``, every file together. Cost: O(files x reasons). Raises nothing."""
-        return sum(count for (_file, why), count in self.counts.items() if why == reason)
+    def count(self, reason: str | None = None, files: list[InputStats] | None = None) -> int:
+        """Lines recorded under ``reason`` (any when None), in ``files`` (every file when None).
+
+        Cost: O(files x reasons). Raises nothing.
+        """
+        names = None if files is None else {stats.name for stats in files}
+        return sum(count for (file, why), count in self.counts.items()
+                   if (reason is None or why == reason) and (names is None or file in names))
 
     def note(self, name: str, amount: int = 1) -> None:
         """Count something worth reporting that is not a skipped line.
