@@ -22,6 +22,9 @@ from .payloads import parse_time_us
 PASSIVE_EVENT_TYPES = frozenset({"last_trade_price", "best_bid_ask", "tick_size_change", "new_market",
                                  "market_resolved"})
 DUPLICATE_WINDOW_US = 2_000_000
+#: How far a receive clock may step back with repeats still found: a payload is remembered until
+#: the newest receive time is this much past its window (the analysis join's allowance too).
+DUPLICATE_STEP_BACK_US = 5_000_000
 #: SortedDict keeps its keys sorted beside the dict; re-sizing a known level touches only the dict.
 _set_size = dict.__setitem__
 #: Locations listed per anomaly; counts are always complete.
@@ -161,9 +164,11 @@ class Reconstructor:
     :param ws_names: websocket files as the manifest names them (``raw_websocket_file``).
     :param rest_names: REST files likewise (``rest_checkpoint_file``).
 
-    Cost: O(entries x log levels) per row; memory O(tokens x levels) plus a 2-second duplicate
-    window.
+    Cost: O(entries x log levels) per row; memory O(tokens x levels) plus the payloads of the last
+    7 s (the duplicate window and the clock's step-back allowance).
     """
+
+    _newest_us = -1  # newest receive time seen (a class default: a follow state saved before it resumes)
 
     def __init__(self, markets: dict[str, dict[str, Any]], ws_names: list[str], rest_names: list[str],
                  top_n: int = 10) -> None:
@@ -335,7 +340,11 @@ class Reconstructor:
         """
         recent = self._recent
         order = self._recent_order
-        horizon = received_us - DUPLICATE_WINDOW_US
+        # Forgotten by the newest time seen, not this row's: after the receive clock steps back, a
+        # repeat within 2 s of its first copy is still found (up to DUPLICATE_STEP_BACK_US).
+        if received_us > self._newest_us:
+            self._newest_us = received_us
+        horizon = self._newest_us - DUPLICATE_WINDOW_US - DUPLICATE_STEP_BACK_US
         while order and order[0][0] < horizon:
             stamp, old = order.popleft()
             if recent.get(old) == stamp:

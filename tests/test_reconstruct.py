@@ -552,6 +552,50 @@ def test_duplicate_window_is_two_seconds_from_the_first(workdir: Path) -> None:
     assert anomalies(manifest_10c) == {"duplicate_payload": (3, [f"capture/ws-0.jsonl:{n}" for n in (3, 4, 6)])}
 
 
+def test_duplicate_found_after_the_receive_clock_steps_back(workdir: Path) -> None:
+    # The first copy at 10 s, the stream at 13.6 s, then the clock steps back: the repeat at 10.96 s
+    # is 0.96 s after its first copy (it was missed while payloads were forgotten by each row's time).
+    payload = {"event_type": "last_trade_price", "asset_id": YES, "price": "0.5", "size": "3"}
+    other = dict(payload, size="4")
+    manifest = write_capture([[
+        ws(1, 1, [book()]),
+        ws(10, 2, payload),
+        ws(13.6, 3, other),
+        ws(10.96, 4, payload),     # duplicate of line 2, received after a step back of 2.64 s
+        ws(15, 5, other),          # 1.4 s after line 3: a duplicate
+        ws(16.5, 6, payload),      # 5.54 s after line 2: a new first
+        ws(23.6, 7, other),        # the clock 7.1 s past line 6 (past 2 s window + 5 s step-back allowance)
+        ws(17, 8, payload),        # 0.5 s after line 6, but a step back of 6.5 s: beyond the allowance
+    ]], [[rest(40, 1, summary())]])
+    _, manifest_10c = reconstruct_ok(manifest)
+    assert anomalies(manifest_10c) == {"duplicate_payload": (2, [f"capture/ws-0.jsonl:{n}" for n in (4, 5)])}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-5_000_000, 3_000_000), st.sampled_from("abc")), max_size=60))
+def test_duplicates_equal_a_model_that_forgets_nothing(steps: list[tuple[int, str]]) -> None:
+    """With the receive clock stepping back by at most 5 s, the bounded window finds what an
+    unbounded model finds: a repeat within 2 s after the copy that was last taken as a first."""
+    from streamer.reconstruct import Reconstructor  # the module name is shadowed by its function
+
+    reconstructor = Reconstructor({}, ["ws"], [])
+    newest = received_us = 10**12
+    firsts: dict[str, int] = {}
+    expected = []
+    for line, (delta, name) in enumerate(steps, 1):
+        received_us = max(received_us + delta, newest - 5_000_000)
+        newest = max(newest, received_us)
+        payload = {"event_type": "last_trade_price", "asset_id": name}
+        reconstructor.apply((0, line, line, None, received_us), {"json": payload})
+        first = firsts.get(name)
+        if first is not None and 0 <= received_us - first <= 2_000_000:
+            expected.append(f"ws:{line}")
+        else:
+            firsts[name] = received_us
+    assert reconstructor.anomalies.counts["duplicate_payload"] == len(expected)
+    assert reconstructor.anomalies.locations.get("duplicate_payload", []) == expected[:20]
+
+
 def test_duplicate_across_files_is_located_in_its_own_file(workdir: Path) -> None:
     payload = change(YES, "0.49", "21", "BUY")
     manifest = write_capture([[ws(1, 1, [book()]), ws(2, 2, payload)], [ws(2.1, 3, payload)]],
