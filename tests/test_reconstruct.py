@@ -355,6 +355,19 @@ def test_checkpoint_time_with_utc_offset(workdir: Path) -> None:
     assert (row["comparison_status"], row["last_applied_ws_line"]) == ("match", 2)
 
 
+def test_token_seen_only_in_assets_ids_is_not_seen_on_websocket(workdir: Path) -> None:
+    # new_market names every new market on the platform: naming a token there is not seeing it.
+    announced = {"event_type": "new_market", "market": "0xfeed", "assets_ids": ["5555", "6666"]}
+    resolved = {"event_type": "market_resolved", "market": "0xfeed", "assets_ids": ["5555", "6666"],
+                "winning_asset_id": "5555"}
+    manifest = write_capture([[ws(1, 1, [book()]), ws(1.5, 2, announced), ws(1.6, 3, resolved),
+                               ws(1.7, 4, {"event_type": "last_trade_price", "asset_id": "6666"})]],
+                             [[rest(2, 1, summary("5555"), summary("6666"))]])
+    rows, manifest_10c = reconstruct_ok(manifest)
+    assert [row["comparison_status"] for row in rows] == ["no_local_book", "no_local_book"]
+    assert anomalies(manifest_10c)["rest_token_not_seen_on_websocket"] == (1, ["capture/rest-0.jsonl:1 5555"])
+
+
 def test_unlisted_token_is_no_local_book(workdir: Path) -> None:
     manifest = write_capture([[ws(1, 1, [book()])]], [[
         rest(2, 1, summary(), summary("5555", bids=levels(("0.2", "7")), asks=[], market="0xfeed")),
