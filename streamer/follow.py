@@ -1375,12 +1375,19 @@ def _cursor(cursor: tuple[int, int], names: list[str]) -> dict[str, Any]:
     return {"file": file, "name": names[file] if file < len(names) else None, "lines_consumed": line}
 
 
-def _input_stats(end: FileEnd, names: Names, kind: str, compressed_copies: dict[str, str]) -> InputStats:
+def _input_stats(end: FileEnd, names: Names, kind: str,
+                 compressed_copies: dict[int, tuple[str, int, int]]) -> InputStats:
     name = names.name(end.name)
     path = Path(name)
-    copy = compressed_copies.get(name)
-    if copy is not None and not path.exists():
-        path = Path(copy)  # read again (replay, second pass) through its gzip copy: the same lines
+    copy = compressed_copies.get(end.file)
+    if copy is not None and os.path.exists(copy[0]):
+        try:
+            st = os.stat(path)
+            still_there = (st.st_dev, st.st_ino) == copy[1:]
+        except OSError:
+            still_there = False
+        if not still_there:  # gone, or its name taken by a new file (a recorder's live name):
+            path = Path(copy[0])  # read again (replay, second pass) through its gzip copy, the same lines
     stats = InputStats(path, name, kind)
     stats.size = end.size
     stats.sha256 = end.sha256 or ""

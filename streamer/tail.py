@@ -278,8 +278,10 @@ class Tailer:
         #: files never to read (copies of known files), by identity: (name, size, head length, head sha256)
         #: as last seen, so that a new file that takes a deleted copy's inode is told apart
         self._copies: dict[tuple[int, int], tuple[str, int, int, bytes]] = {}
-        #: original name -> name of its gzip copy (read again at exit in place of a deleted original)
-        self.compressed_copies: dict[str, str] = {}
+        #: a file read while a gzip copy of it was ignored, by its place in the stream (seq) -> (the
+        #: copy's name, the file's device and inode): read from the copy once the file is gone (after
+        #: a restart inside it, and at exit). By place, not by name: a recorder reuses its live name.
+        self.compressed_copies: dict[int, tuple[str, int, int]] = {}
         self._reader: _Reader | None = None
         self.counters: Counter[str] = Counter()
         self.events: list[str] = []
@@ -606,7 +608,8 @@ class Tailer:
         if not (original.state == OPEN or original.finished_size is not None):
             return False
         self._ignore(key, name)
-        self.compressed_copies[original.name] = name
+        assert original.seq is not None, "a file being read or read has its place"
+        self.compressed_copies[original.seq] = (name, original.dev, original.ino)
         self.counters["compressed_copies_ignored"] += 1
         self._note(f"{name}: {original.name} compressed (same content); ignored, never read twice")
         return True
@@ -754,12 +757,21 @@ class Tailer:
             self._adopt(entry, name, st, "copies_read_instead",
                         f"{name}: a copy of {entry.name}, which was gone before follow read it; read in its place")
             return True
+        if not entry.fp_len:
+            return False  # (seen empty: nothing tells its copy from a new file, see _named_original)
+        ignored = self.compressed_copies.get(entry.seq) if entry.seq is not None else None
+        if ignored is not None:  # (restarted inside a file whose gzip copy was ignored while it was read)
+            copy, st = ignored[0], _stat(ignored[0])
+            if st is not None and (st.st_dev, st.st_ino) not in self._by_id \
+                    and _is_fingerprint(entry, _content_head(copy, entry.fp_len)):
+                self._drop_fingerprint(entry)
+                self._adopt(entry, copy, st, "compressed_copies_read_instead",
+                            f"{copy}: the compressed copy of {entry.name}, which is gone; the rest read from it")
+                return True
         copy = entry.name + ".gz"
         st = _stat(copy)
         if st is None or (st.st_dev, st.st_ino) in self._by_id or (st.st_dev, st.st_ino) in self._copies:
             return False
-        if not entry.fp_len:
-            return False  # (seen empty: nothing tells its copy from a new file, see _named_original)
         if not _is_fingerprint(entry, _content_head(copy, entry.fp_len)):
             return False
         self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
@@ -1031,7 +1043,7 @@ class Tailer:
                     queued.append(saved)
             queued.extend(entry.saved() for entry in self.queue)
             return {"pattern": self.pattern, "finished": finished, "queued": queued,
-                    "copies": dict(self._copies), "compressed_copies": dict(self.compressed_copies),
+                    "copies": dict(self._copies), "compressed_copies_by_place": dict(self.compressed_copies),
                     "counters": dict(self.counters)}
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -1055,7 +1067,14 @@ class Tailer:
             self._by_id[(entry.dev, entry.ino)] = entry
         self._copies = {key: value if isinstance(value, tuple) else (value, -1, 0, b"")  # (older states: names only)
                         for key, value in state.get("copies", {}).items()}
-        self.compressed_copies = dict(state.get("compressed_copies", {}))
+        self.compressed_copies = dict(state.get("compressed_copies_by_place", {}))
+        for original, copy in state.get("compressed_copies", {}).items():  # (older states: by name)
+            places = [(entry.seq, entry) for entry in self.entries if entry.name == original]
+            if self.queue and self.queue[0].name == original:  # (the cursor's file: read next, in its place)
+                places.append((len(self.entries), self.queue[0]))
+            if places and places[-1][0] is not None:
+                place, entry = places[-1]
+                self.compressed_copies[place] = (copy, entry.dev, entry.ino)
         self.counters.update(state.get("counters", {}))
 
     def _entry(self, saved: dict[str, Any], now: float) -> FileEntry:

@@ -490,6 +490,7 @@ def test_a_file_compressed_after_follow_read_it_is_never_read_twice(tmp_path: Pa
     clock = Clock()
     first, second = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
     first.write_bytes(_lines(0, 15))
+    first_id = (first.stat().st_dev, first.stat().st_ino)
     tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
     try:
         tailer.scan()
@@ -501,9 +502,49 @@ def test_a_file_compressed_after_follow_read_it_is_never_read_twice(tmp_path: Pa
         read += _settle(tailer, clock)
         assert read == list(range(23))
         assert tailer.counters["compressed_copies_ignored"] == 1
-        assert tailer.compressed_copies == {str(first): str(first) + ".gz"}
+        assert tailer.compressed_copies == {0: (str(first) + ".gz", first_id[0], first_id[1])}
     finally:
         tailer.close()
+
+
+@pytest.mark.parametrize("saved_by", ["this version", "an older version"])
+@pytest.mark.parametrize("rotation", ["rename, then gzip", "gzip in place"])
+def test_a_restart_inside_a_file_whose_gzip_copy_was_ignored_reads_the_rest_from_the_copy(
+        tmp_path: Path, rotation: str, saved_by: str) -> None:
+    """The file being read is compressed (its copy ignored: the open original is read to its end),
+    then follow stops with its cursor inside it and the original is gone: the restart reads the
+    rest of it from the copy. (Outside check, 2026-11-25: the restart called it vanished and lost
+    every line past the cursor, logrotate's ``compress`` then a restart.)"""
+    clock = Clock()
+    renamed = rotation.startswith("rename")
+    live = tmp_path / ("ws.jsonl" if renamed else "ws-0001.jsonl")
+    live.write_bytes(_lines(0, 15))
+    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        assert _drain(tailer) == list(range(15))
+        with open(live, "ab") as handle:
+            handle.write(_lines(15, 5))
+        rotated = tmp_path / "ws-0001.jsonl"
+        if renamed:
+            live.rename(rotated)
+        _compress(rotated)
+        (live if renamed else tmp_path / "ws-0002.jsonl").write_bytes(_lines(20, 3))  # the next live file
+        tailer.scan()
+        assert tailer.counters["compressed_copies_ignored"] == 1
+        state = tailer.snapshot((0, 10))  # the consumer had committed 10 lines of the first file
+    finally:
+        tailer.close()
+    if saved_by == "an older version":  # (its copies were by original name)
+        del state["compressed_copies_by_place"]
+        state["compressed_copies"] = {str(live): str(rotated) + ".gz"}
+    resumed = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock, state=state)
+    try:
+        assert _settle(resumed, clock) == list(range(10, 23))
+        assert resumed.counters["vanished_files"] == 0
+        assert resumed.counters["compressed_copies_read_instead"] == 1
+    finally:
+        resumed.close()
 
 
 def test_a_waiting_file_found_while_gzip_writes_its_copy_is_read_in_its_place(tmp_path: Path) -> None:

@@ -565,6 +565,31 @@ def test_reads_after_the_first_stop_at_the_line_follow_reached(workdir: Path, co
     assert again == [(1, line) for line in range(1, min(limit, 10) + 1)]
 
 
+def test_a_file_read_while_its_gzip_copy_was_ignored_is_read_again_from_the_copy(workdir: Path) -> None:
+    """At exit (replay, second pass) a file follow read while its gzip copy was ignored is read again
+    from the copy once its name holds another file (a recorder's live name, reused) or nothing; from
+    its own name while that still holds it."""
+    from streamer.follow import _input_stats
+    from streamer.tail import FileEnd
+
+    original, copy = workdir / "ws.jsonl", workdir / "ws-0001.jsonl.gz"
+    original.write_bytes(b"{}\n")
+    copy.write_bytes(gzip.compress(b"{}\n", mtime=0))
+    names = Names([str(original)], [], single_ws=True)
+    end = FileEnd(0, str(original), 3, None, False, None, 1)
+    first = original.stat()
+    copies = {0: (str(copy), first.st_dev, first.st_ino)}
+    assert _input_stats(end, names, "raw_websocket_messages", copies).path == original  # still itself
+    assert _input_stats(end, names, "raw_websocket_messages", {}).path == original  # no copy known
+    original.rename(workdir / "ws.old")
+    original.write_bytes(b"[]\n")  # the live name given to the next file
+    assert _input_stats(end, names, "raw_websocket_messages", copies).path == copy
+    original.unlink()
+    assert _input_stats(end, names, "raw_websocket_messages", copies).path == copy
+    copy.unlink()
+    assert _input_stats(end, names, "raw_websocket_messages", copies).path == original  # (nothing to read)
+
+
 def test_no_comparison_row_at_all_equals_run(workdir: Path) -> None:
     """Every REST reply an error (404): no comparison row is ever committed, so the rows spool never
     exists; follow's outputs still equal ``run``'s (it failed with "cannot write rows.spool.gz" on
