@@ -497,7 +497,8 @@ class InputProblems:
     def as_json(self) -> dict[str, object]:
         """The manifest's ``input_problems`` value.
 
-        Cost: O(k log k + locations) for k (file, reason) pairs. Raises nothing.
+        Cost: O(k log k + locations + t log t) for k (file, reason) pairs and t truncated inputs.
+        Raises nothing.
         """
         return {
             "skipped": [
@@ -506,7 +507,8 @@ class InputProblems:
                 for (file, reason), count in sorted(self.counts.items())
             ],
             "skipped_total": sum(self.counts.values()),
-            "truncated_inputs": self.truncated,
+            # by file, as "skipped": the order inputs are read in differs between commands (follow)
+            "truncated_inputs": sorted(self.truncated, key=lambda item: (item["file"], item["reason"])),
             "notes": dict(sorted(self.notes.items())),
         }
 
@@ -520,6 +522,6 @@ class InputProblems:
             where = ", ".join(str(line) for line in self.locations.get((file, reason), []))
             more = f" (first {PROBLEM_LOCATIONS})" if count > PROBLEM_LOCATIONS else ""
             lines.append(f"streamer: skipped {count} line(s) of {file}: {reason}; lines{more} {where}")
-        for item in self.truncated:
+        for item in sorted(self.truncated, key=lambda item: (item["file"], item["reason"])):
             lines.append(f"streamer: {item['file']}: {item['reason']}")
         return lines

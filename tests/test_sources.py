@@ -596,6 +596,14 @@ def test_input_problems_truncation() -> None:
     assert problems.as_json()["truncated_inputs"] == [{"file": "data/cut.gz", "reason": cut.truncated}]
     assert problems.as_json()["skipped_total"] == 0
     assert problems.messages() == [f"streamer: data/cut.gz: {cut.truncated}"]
+    # Listed by file whatever the order they were read in (follow finishes files in another order
+    # than run: the 10C manifests differed, found by an outside check)
+    early = InputStats(Path("z"), "data/a-rest.gz", "k")
+    early.truncated = "gzip stream ends early"
+    problems.add_truncation(early)
+    assert [item["file"] for item in problems.as_json()["truncated_inputs"]] == ["data/a-rest.gz", "data/cut.gz"]
+    assert problems.messages() == [f"streamer: data/a-rest.gz: {early.truncated}",
+                                   f"streamer: data/cut.gz: {cut.truncated}"]
 
 
 def test_zlib_oracle_agrees_on_truncated_member() -> None:
