@@ -696,6 +696,8 @@ class Tailer:
 
     def _open(self, entry: FileEntry, items: list[Item]) -> _Reader | None:
         handle = self._open_under_name(entry)
+        if handle is None and self._renamed_since_scan(entry):
+            handle = self._open_under_name(entry)
         if handle is None and self._take_a_copy(entry):
             handle = self._open_under_name(entry)
         if handle is None:
@@ -742,6 +744,35 @@ class Tailer:
             return handle
         handle.close()
         return None
+
+    def _renamed_since_scan(self, entry: FileEntry) -> bool:
+        """Whether ``entry``'s file, gone from its name, is under another name the glob matches
+        (renamed after the last scan, before reading reached it): it then takes that name. Its
+        inode there must hold its first bytes (else the file was deleted and the inode reused).
+
+        Cost: O(files matched) stats, a read of at most :data:`FINGERPRINT_SIZE` bytes. Raises nothing.
+        """
+        key = (entry.dev, entry.ino)
+        if self._by_id.get(key) is not entry:
+            return False  # (its inode is another file's now)
+        for name in sorted(glob.glob(self.pattern)):
+            st = _stat(name)
+            if name == entry.name or st is None or (st.st_dev, st.st_ino) != key:
+                continue
+            if entry.fp_len:
+                try:
+                    with open(name, "rb") as handle:
+                        moved = os.fstat(handle.fileno())
+                        head = handle.read(entry.fp_len) if (moved.st_dev, moved.st_ino) == key else None
+                except OSError:
+                    head = None
+                if not _is_fingerprint(entry, head):
+                    return False
+            self.counters["renames"] += 1
+            self._note(f"{entry.name} renamed to {name}")
+            entry.name = name
+            return True
+        return False
 
     def _take_a_copy(self, entry: FileEntry) -> bool:
         """Whether ``entry``, gone before follow opened it, now reads from a copy of it: a copy
