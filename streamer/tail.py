@@ -777,11 +777,13 @@ class Tailer:
     def _take_a_copy(self, entry: FileEntry) -> bool:
         """Whether ``entry``, gone before follow opened it, now reads from a copy of it: a copy
         ignored so far whose first bytes are its fingerprint (the live file copied to a rotated
-        name, then replaced), else ``NAME.gz`` when its content starts with what follow knew of
-        the file's first bytes (gzip deleted the file before a scan saw the copy).
+        name, then replaced); else the gzip copy ignored while it was read (a restart inside it);
+        else ``NAME.gz``, or a gzip file the glob matches that follow does not know yet, when its
+        content starts with what follow knew of the file's first bytes (gzip deleted the file
+        before a scan saw the copy; renamed, then compressed).
 
-        Cost: O(copies ignored) and a stat, plus an inflate of at most :data:`FINGERPRINT_SIZE`
-        bytes. Raises nothing."""
+        Cost: O(copies ignored + files matched) stats, an inflate of at most
+        :data:`FINGERPRINT_SIZE` bytes per gzip file not known yet. Raises nothing."""
         found = self._ignored_copy_of(entry)
         if found is not None:
             name, st = found
@@ -799,16 +801,22 @@ class Tailer:
                 self._adopt(entry, copy, st, "compressed_copies_read_instead",
                             f"{copy}: the compressed copy of {entry.name}, which is gone; the rest read from it")
                 return True
-        copy = entry.name + ".gz"
-        st = _stat(copy)
-        if st is None or (st.st_dev, st.st_ino) in self._by_id or (st.st_dev, st.st_ino) in self._copies:
-            return False
-        if not _is_fingerprint(entry, _content_head(copy, entry.fp_len)):
-            return False
-        self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
-        self._adopt(entry, copy, st, "compressed_copies_read_instead",
-                    f"{copy}: {entry.name} compressed before follow read it; read in its place")
-        return True
+        named = entry.name + ".gz"
+        for copy in dict.fromkeys([named, *sorted(glob.glob(self.pattern))]):
+            st = _stat(copy)
+            if st is None or (st.st_dev, st.st_ino) in self._by_id or (st.st_dev, st.st_ino) in self._copies:
+                continue
+            head = _content_head(copy, entry.fp_len)
+            # Under another name (renamed, then compressed, between two scans), a short fingerprint
+            # must hold a whole line to tell the file.
+            if not _is_fingerprint(entry, head) or (
+                    copy != named and entry.fp_len < FINGERPRINT_SIZE and b"\n" not in head):  # type: ignore[operator]
+                continue
+            self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
+            self._adopt(entry, copy, st, "compressed_copies_read_instead",
+                        f"{copy}: {entry.name} compressed before follow read it; read in its place")
+            return True
+        return False
 
     def _adopt(self, entry: FileEntry, name: str, st: os.stat_result, counter: str, message: str) -> None:
         """``entry`` is read from the file ``name`` (as ``st`` found it), a copy of it; its size is

@@ -686,6 +686,26 @@ def test_a_waiting_file_renamed_after_the_last_scan_is_read_under_its_new_name(
         assert tailer.entries[1].name == str(tmp_path / "ws-0002.jsonl.1")
 
 
+@pytest.mark.parametrize("waiting_lines", [15, 3])  # (with a fingerprint; shorter than one)
+def test_a_waiting_file_renamed_then_compressed_after_the_last_scan_is_read_from_its_copy(
+        tmp_path: Path, waiting_lines: int) -> None:
+    """Renamed, then compressed (logrotate's ``compress``), both after the last scan and before
+    reading reached it: the copy under its new name is read in its place, once; it was counted
+    vanished, then read as a new file (outside check, 2026-11-25)."""
+    with _waiting_behind_older(tmp_path, waiting_lines) as (clock, tailer, waiting, read):
+        rotated = tmp_path / "ws-0002.jsonl.1"
+        waiting.rename(rotated)
+        _compress(rotated)
+        for _ in range(3):  # (no scan: the older file finishes and reading reaches the gone one)
+            clock.now += ROTATE_WAIT + 1
+            read += _drain(tailer)
+        read += _settle(tailer, clock)  # (later scans see the copy as known: nothing read twice)
+        assert read == list(range(3 + waiting_lines))
+        assert tailer.counters["vanished_files"] == 0
+        assert tailer.counters["compressed_copies_read_instead"] == 1
+        assert [entry.name for entry in tailer.entries][1:] == [str(rotated) + ".gz"]
+
+
 def test_a_waiting_file_renamed_keeps_its_place(tmp_path: Path) -> None:
     """The other side of the rule above: a waiting file renamed (same inode, same first bytes, as
     long or longer) is the same file, read once in its place."""
