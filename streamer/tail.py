@@ -778,9 +778,10 @@ class Tailer:
         """Whether ``entry``, gone before follow opened it, now reads from a copy of it: a copy
         ignored so far whose first bytes are its fingerprint (the live file copied to a rotated
         name, then replaced); else the gzip copy ignored while it was read (a restart inside it);
-        else ``NAME.gz``, or a gzip file the glob matches that follow does not know yet, when its
-        content starts with what follow knew of the file's first bytes (gzip deleted the file
-        before a scan saw the copy; renamed, then compressed).
+        else ``NAME.gz``, or a file the glob matches that follow does not know yet, when its
+        content (a gzip file's, inflated) starts with what follow knew of the file's first bytes:
+        gzip deleted the file before a scan saw the copy; renamed, then compressed; copied, then
+        replaced, between two scans.
 
         Cost: O(copies ignored + files matched) stats, an inflate of at most
         :data:`FINGERPRINT_SIZE` bytes per gzip file not known yet. Raises nothing."""
@@ -807,14 +808,20 @@ class Tailer:
             if st is None or (st.st_dev, st.st_ino) in self._by_id or (st.st_dev, st.st_ino) in self._copies:
                 continue
             head = _content_head(copy, entry.fp_len)
-            # Under another name (renamed, then compressed, between two scans), a short fingerprint
-            # must hold a whole line to tell the file.
+            compressed = head is not None
+            if not compressed and copy != named:  # a plain copy: copied, then replaced; moved across file systems
+                head = _fingerprint(copy, entry.fp_len)
+            # Under another name than NAME.gz, a short fingerprint must hold a whole line to tell the file.
             if not _is_fingerprint(entry, head) or (
                     copy != named and entry.fp_len < FINGERPRINT_SIZE and b"\n" not in head):  # type: ignore[operator]
                 continue
-            self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
-            self._adopt(entry, copy, st, "compressed_copies_read_instead",
-                        f"{copy}: {entry.name} compressed before follow read it; read in its place")
+            if compressed:
+                self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)
+                self._adopt(entry, copy, st, "compressed_copies_read_instead",
+                            f"{copy}: {entry.name} compressed before follow read it; read in its place")
+            else:
+                self._adopt(entry, copy, st, "copies_read_instead",
+                            f"{copy}: a copy of {entry.name}, which was gone before follow read it; read in its place")
             return True
         return False
 

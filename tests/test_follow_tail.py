@@ -706,6 +706,26 @@ def test_a_waiting_file_renamed_then_compressed_after_the_last_scan_is_read_from
         assert [entry.name for entry in tailer.entries][1:] == [str(rotated) + ".gz"]
 
 
+@pytest.mark.parametrize("waiting_lines", [15, 3])  # (with a fingerprint; shorter than one)
+def test_a_waiting_live_file_copied_then_replaced_between_two_scans_is_read_from_its_copy(
+        tmp_path: Path, waiting_lines: int) -> None:
+    """Copy, then replace (the live file copied to a rotated name, a fresh file renamed over the live
+    name), both after the last scan, while the file waited behind an older one (follow catching
+    up): the copy is read in its place, then the fresh file. It was counted vanished and the copy,
+    seen at the next scan, ignored as a copy of it: its lines lost."""
+    with _waiting_behind_older(tmp_path, waiting_lines) as (clock, tailer, waiting, read):
+        shutil.copyfile(waiting, tmp_path / "ws-0002.jsonl.1")
+        fresh = tmp_path / "fresh.tmp"
+        fresh.write_bytes(_lines(100, 2))
+        fresh.rename(waiting)
+        for _ in range(3):  # (no scan: the older file finishes and reading reaches the replaced one)
+            clock.now += ROTATE_WAIT + 1
+            read += _drain(tailer)
+        read += _settle(tailer, clock)
+        assert read == [*range(3 + waiting_lines), 100, 101]
+        assert tailer.counters["vanished_files"] == 0 and tailer.counters["copies_read_instead"] == 1
+
+
 def test_a_waiting_file_renamed_keeps_its_place(tmp_path: Path) -> None:
     """The other side of the rule above: a waiting file renamed (same inode, same first bytes, as
     long or longer) is the same file, read once in its place."""
