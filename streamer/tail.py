@@ -701,6 +701,9 @@ class Tailer:
         if handle is None and self._take_a_copy(entry):
             handle = self._open_under_name(entry)
         if handle is None:
+            if entry.skip:  # (a restart's cursor file: its first lines were used before the stop)
+                return self._vanished(entry, items, f"file vanished after follow had used {entry.skip} lines "
+                                                    "of it (before a restart); any later lines were lost")
             return self._vanished(entry, items, "file vanished before follow read it")
         if entry.fp_len:
             if not _is_fingerprint(entry, os.pread(handle.fileno(), entry.fp_len, 0)):

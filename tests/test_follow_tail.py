@@ -547,6 +547,36 @@ def test_a_restart_inside_a_file_whose_gzip_copy_was_ignored_reads_the_rest_from
         resumed.close()
 
 
+def test_a_file_deleted_while_follow_was_stopped_inside_it_says_how_far_it_was_used(tmp_path: Path) -> None:
+    """The cursor's file deleted (retention) while follow was stopped: it is counted vanished and
+    says that its first lines were used, not that follow never read it (outside check,
+    2026-11-25: the rows of those lines stayed in the outputs, the file was "never read")."""
+    clock = Clock()
+    first, second = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
+    first.write_bytes(_lines(0, 15))
+    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        assert _drain(tailer) == list(range(15))
+        state = tailer.snapshot((0, 10))
+    finally:
+        tailer.close()
+    second.write_bytes(_lines(15, 2))
+    first.unlink()
+    resumed = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock, state=state)
+    try:
+        items = resumed.read()
+        [end] = [item for item in items if type(item) is FileEnd]
+        assert (end.file, end.lines, end.sha256) == (0, 0, None)  # (nothing to read again at exit)
+        assert end.truncated == ("file vanished after follow had used 10 lines of it (before a restart); "
+                                 "any later lines were lost")
+        assert resumed.counters["vanished_files"] == 1
+        read = [json.loads(line)["id"] for item in items if type(item) is Lines for line in item.lines]
+        assert read + _settle(resumed, clock) == [15, 16]
+    finally:
+        resumed.close()
+
+
 def test_a_waiting_file_found_while_gzip_writes_its_copy_is_read_in_its_place(tmp_path: Path) -> None:
     """``gzip ws-0002.jsonl`` seen half-way (the .gz shorter than a fingerprint, the original still
     there): the .gz waits for a later scan, then takes the original's place. (It was read as a new
