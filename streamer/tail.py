@@ -712,11 +712,17 @@ class Tailer:
                 else:
                     st = os.fstat(handle.fileno())
                     handle.close()
-                    self.counters["replaced_files"] += 1
-                    self._note(f"{entry.name}: its content was replaced while follow was not reading it")
-                    self._vanished(entry, items, "content replaced before follow read it to its end")
-                    self._requeue_new_content(entry, st)
-                    return None
+                    name = entry.name
+                    # copytruncate while follow was stopped: a copy holds the file's content; the
+                    # rest is read from it, then the new content as the next file
+                    handle = self._open_under_name(entry) if self._take_a_copy(entry) else None
+                    if handle is None:
+                        self.counters["replaced_files"] += 1
+                        self._note(f"{name}: its content was replaced while follow was not reading it")
+                        self._vanished(entry, items, "content replaced before follow read it to its end")
+                    self._requeue_new_content(name, st)
+                    if handle is None:
+                        return None
         entry.state = OPEN
         reader = _Reader(entry, handle, self.clock())
         entry.skip = 0
@@ -849,9 +855,9 @@ class Tailer:
         items.append(FileEnd(entry.seq, entry.name, 0, None, False, reason, 0))
         return None
 
-    def _requeue_new_content(self, entry: FileEntry, st: os.stat_result) -> None:
-        """New content under a known identity: a new file, read next."""
-        fresh = FileEntry(entry.name, st.st_dev, st.st_ino, st.st_size, self.clock())
+    def _requeue_new_content(self, name: str, st: os.stat_result) -> None:
+        """New content under a known identity (``name``, as ``st`` found it): a new file, read next."""
+        fresh = FileEntry(name, st.st_dev, st.st_ino, st.st_size, self.clock())
         self.queue.insert(0, fresh)
         self._by_id[(st.st_dev, st.st_ino)] = fresh
 
@@ -892,7 +898,7 @@ class Tailer:
         reason = (f"truncated after {reader.raw_pos} bytes were read (copytruncate?); "
                   "lines written after the last read and before the truncation, if any, were lost")
         self._close(reader, items, reason, use_partial=False)
-        self._requeue_new_content(entry, st)
+        self._requeue_new_content(entry.name, st)
 
     def _read_chunk(self, reader: _Reader, items: list[Item]) -> int:
         want = min(self.read_size, reader.known_size - reader.raw_pos)

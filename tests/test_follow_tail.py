@@ -577,6 +577,42 @@ def test_a_file_deleted_while_follow_was_stopped_inside_it_says_how_far_it_was_u
         resumed.close()
 
 
+@pytest.mark.parametrize("copy_known", [False, True])
+def test_a_restart_inside_a_file_copytruncated_while_follow_was_stopped_reads_the_rest_from_its_copy(
+        tmp_path: Path, copy_known: bool) -> None:
+    """copytruncate of the cursor's file while follow was stopped (the copy seen by a scan of the
+    stopped follower's state, or not): the rest of the file is read from the copy, then the new
+    content. It was counted replaced and the rest lost, the copy ignored (outside check, 2026-11-25)."""
+    clock = Clock()
+    live = tmp_path / "ws.jsonl"
+    live.write_bytes(_lines(0, 15))
+    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
+    try:
+        tailer.scan()
+        assert _drain(tailer) == list(range(15))
+        with open(live, "ab") as handle:
+            handle.write(_lines(15, 5))
+        if copy_known:  # (copied while follow ran: ignored, a copy of the file being read)
+            shutil.copyfile(live, tmp_path / "ws-0001.jsonl")
+            tailer.scan()
+            assert tailer.counters["copies_ignored"] == 1
+        state = tailer.snapshot((0, 10))
+    finally:
+        tailer.close()
+    if not copy_known:
+        shutil.copyfile(live, tmp_path / "ws-0001.jsonl")
+    with open(live, "r+b") as handle:  # truncated in place, then the recorder goes on
+        handle.truncate(0)
+        handle.write(_lines(20, 3))
+    resumed = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock, state=state)
+    try:
+        assert _settle(resumed, clock) == list(range(10, 23))
+        assert resumed.counters["replaced_files"] == 0 and resumed.counters["vanished_files"] == 0
+        assert resumed.counters["copies_read_instead"] == 1
+    finally:
+        resumed.close()
+
+
 def test_a_waiting_file_found_while_gzip_writes_its_copy_is_read_in_its_place(tmp_path: Path) -> None:
     """``gzip ws-0002.jsonl`` seen half-way (the .gz shorter than a fingerprint, the original still
     there): the .gz waits for a later scan, then takes the original's place. (It was read as a new
