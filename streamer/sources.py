@@ -507,10 +507,13 @@ class InputProblems:
                 for (file, reason), count in sorted(self.counts.items())
             ],
             "skipped_total": sum(self.counts.values()),
-            # by file, as "skipped": the order inputs are read in differs between commands (follow)
-            "truncated_inputs": sorted(self.truncated, key=lambda item: (item["file"], item["reason"])),
+            "truncated_inputs": self._truncated_by_file(),
             "notes": dict(sorted(self.notes.items())),
         }
+
+    def _truncated_by_file(self) -> list[dict[str, str]]:
+        # by file, as "skipped": the order inputs are read in differs between commands (follow)
+        return sorted(self.truncated, key=lambda item: (item["file"], item["reason"]))
 
     def messages(self) -> list[str]:
         """One stderr line per (file, reason) and per truncated input.
@@ -522,6 +525,6 @@ class InputProblems:
             where = ", ".join(str(line) for line in self.locations.get((file, reason), []))
             more = f" (first {PROBLEM_LOCATIONS})" if count > PROBLEM_LOCATIONS else ""
             lines.append(f"streamer: skipped {count} line(s) of {file}: {reason}; lines{more} {where}")
-        for item in sorted(self.truncated, key=lambda item: (item["file"], item["reason"])):
+        for item in self._truncated_by_file():
             lines.append(f"streamer: {item['file']}: {item['reason']}")
         return lines

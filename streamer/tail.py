@@ -188,9 +188,15 @@ class _Reader:
         return None
 
 
-def _fingerprint(path: str, length: int = FINGERPRINT_SIZE) -> bytes | None:
+def _fingerprint(path: str, length: int = FINGERPRINT_SIZE, identity: tuple[int, int] | None = None) -> bytes | None:
+    """A file's first ``length`` bytes (fewer when shorter); None when it cannot be read, or when
+    ``identity`` (device, inode) is given and the name holds another file by now."""
     try:
         with open(path, "rb") as handle:
+            if identity is not None:
+                st = os.fstat(handle.fileno())
+                if (st.st_dev, st.st_ino) != identity:
+                    return None
             return handle.read(length)
     except OSError:
         return None
@@ -768,15 +774,8 @@ class Tailer:
             st = _stat(name)
             if name == entry.name or st is None or (st.st_dev, st.st_ino) != key:
                 continue
-            if entry.fp_len:
-                try:
-                    with open(name, "rb") as handle:
-                        moved = os.fstat(handle.fileno())
-                        head = handle.read(entry.fp_len) if (moved.st_dev, moved.st_ino) == key else None
-                except OSError:
-                    head = None
-                if not _is_fingerprint(entry, head):
-                    return False
+            if entry.fp_len and not _is_fingerprint(entry, _fingerprint(name, entry.fp_len, key)):
+                return False
             self.counters["renames"] += 1
             self._note(f"{entry.name} renamed to {name}")
             entry.name = name
@@ -802,27 +801,22 @@ class Tailer:
             return True
         if not entry.fp_len:
             return False  # (seen empty: nothing tells its copy from a new file, see _named_original)
-        ignored = self.compressed_copies.get(entry.seq) if entry.seq is not None else None
-        if ignored is not None:  # (restarted inside a file whose gzip copy was ignored while it was read)
-            copy, st = ignored[0], _stat(ignored[0])
-            if st is not None and (st.st_dev, st.st_ino) not in self._by_id \
-                    and _is_fingerprint(entry, _content_head(copy, entry.fp_len)):
-                self._drop_fingerprint(entry)
-                self._adopt(entry, copy, st, "compressed_copies_read_instead",
-                            f"{copy}: the compressed copy of {entry.name}, which is gone; the rest read from it")
-                return True
-        named = entry.name + ".gz"
-        for copy in dict.fromkeys([named, *sorted(glob.glob(self.pattern))]):
+        # The gzip copy ignored while the file was read (a restart inside it) may be read; other
+        # ignored copies are copies of other files.
+        recorded = self.compressed_copies[entry.seq][0] if entry.seq in self.compressed_copies else None
+        told = {entry.name + ".gz", recorded} - {None}  # (named as its copies: any fingerprint length will do)
+        for copy in dict.fromkeys([*sorted(told), *sorted(glob.glob(self.pattern))]):  # type: ignore[type-var]
             st = _stat(copy)
-            if st is None or (st.st_dev, st.st_ino) in self._by_id or (st.st_dev, st.st_ino) in self._copies:
+            if st is None or (st.st_dev, st.st_ino) in self._by_id \
+                    or ((st.st_dev, st.st_ino) in self._copies and copy != recorded):
                 continue
             head = _content_head(copy, entry.fp_len)
             compressed = head is not None
-            if not compressed and copy != named:  # a plain copy: copied, then replaced; moved across file systems
+            if not compressed and copy not in told:  # a plain copy: copied, then replaced; moved across file systems
                 head = _fingerprint(copy, entry.fp_len)
-            # Under another name than NAME.gz, a short fingerprint must hold a whole line to tell the file.
+            # Under another name, a short fingerprint must hold a whole line to tell the file.
             if not _is_fingerprint(entry, head) or (
-                    copy != named and entry.fp_len < FINGERPRINT_SIZE and b"\n" not in head):  # type: ignore[operator]
+                    copy not in told and entry.fp_len < FINGERPRINT_SIZE and b"\n" not in head):  # type: ignore[operator]
                 continue
             if compressed:
                 self._drop_fingerprint(entry)  # (the fingerprint is of a file's bytes: the copy's come with reading)

@@ -507,6 +507,25 @@ def test_a_file_compressed_after_follow_read_it_is_never_read_twice(tmp_path: Pa
         tailer.close()
 
 
+@contextlib.contextmanager
+def _followed(pattern: Path, clock: Clock, state: dict[str, Any] | None = None) -> Iterator[Tailer]:
+    """A Tailer of ``pattern`` (resumed from ``state`` when given), closed on exit."""
+    tailer = Tailer(str(pattern), rotate_wait=ROTATE_WAIT, clock=clock, state=state)
+    try:
+        yield tailer
+    finally:
+        tailer.close()
+
+
+def _read_then_grown(tailer: Tailer, live: Path) -> None:
+    """``live`` written (lines 0-14) and read to its end by ``tailer``, then lines 15-19 appended."""
+    live.write_bytes(_lines(0, 15))
+    tailer.scan()
+    assert _drain(tailer) == list(range(15))
+    with open(live, "ab") as handle:
+        handle.write(_lines(15, 5))
+
+
 @pytest.mark.parametrize("saved_by", ["this version", "an older version"])
 @pytest.mark.parametrize("rotation", ["rename, then gzip", "gzip in place"])
 def test_a_restart_inside_a_file_whose_gzip_copy_was_ignored_reads_the_rest_from_the_copy(
@@ -518,13 +537,8 @@ def test_a_restart_inside_a_file_whose_gzip_copy_was_ignored_reads_the_rest_from
     clock = Clock()
     renamed = rotation.startswith("rename")
     live = tmp_path / ("ws.jsonl" if renamed else "ws-0001.jsonl")
-    live.write_bytes(_lines(0, 15))
-    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
-        tailer.scan()
-        assert _drain(tailer) == list(range(15))
-        with open(live, "ab") as handle:
-            handle.write(_lines(15, 5))
+    with _followed(tmp_path / "ws*", clock) as tailer:
+        _read_then_grown(tailer, live)
         rotated = tmp_path / "ws-0001.jsonl"
         if renamed:
             live.rename(rotated)
@@ -533,18 +547,13 @@ def test_a_restart_inside_a_file_whose_gzip_copy_was_ignored_reads_the_rest_from
         tailer.scan()
         assert tailer.counters["compressed_copies_ignored"] == 1
         state = tailer.snapshot((0, 10))  # the consumer had committed 10 lines of the first file
-    finally:
-        tailer.close()
     if saved_by == "an older version":  # (its copies were by original name)
         del state["compressed_copies_by_place"]
         state["compressed_copies"] = {str(live): str(rotated) + ".gz"}
-    resumed = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock, state=state)
-    try:
+    with _followed(tmp_path / "ws*", clock, state) as resumed:
         assert _settle(resumed, clock) == list(range(10, 23))
         assert resumed.counters["vanished_files"] == 0
         assert resumed.counters["compressed_copies_read_instead"] == 1
-    finally:
-        resumed.close()
 
 
 def test_a_file_deleted_while_follow_was_stopped_inside_it_says_how_far_it_was_used(tmp_path: Path) -> None:
@@ -554,17 +563,13 @@ def test_a_file_deleted_while_follow_was_stopped_inside_it_says_how_far_it_was_u
     clock = Clock()
     first, second = tmp_path / "ws-0001.jsonl", tmp_path / "ws-0002.jsonl"
     first.write_bytes(_lines(0, 15))
-    tailer = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
+    with _followed(tmp_path / "ws-*", clock) as tailer:
         tailer.scan()
         assert _drain(tailer) == list(range(15))
         state = tailer.snapshot((0, 10))
-    finally:
-        tailer.close()
     second.write_bytes(_lines(15, 2))
     first.unlink()
-    resumed = Tailer(str(tmp_path / "ws-*"), rotate_wait=ROTATE_WAIT, clock=clock, state=state)
-    try:
+    with _followed(tmp_path / "ws-*", clock, state) as resumed:
         items = resumed.read()
         [end] = [item for item in items if type(item) is FileEnd]
         assert (end.file, end.lines, end.sha256) == (0, 0, None)  # (nothing to read again at exit)
@@ -573,8 +578,6 @@ def test_a_file_deleted_while_follow_was_stopped_inside_it_says_how_far_it_was_u
         assert resumed.counters["vanished_files"] == 1
         read = [json.loads(line)["id"] for item in items if type(item) is Lines for line in item.lines]
         assert read + _settle(resumed, clock) == [15, 16]
-    finally:
-        resumed.close()
 
 
 @pytest.mark.parametrize("copy_known", [False, True])
@@ -585,32 +588,22 @@ def test_a_restart_inside_a_file_copytruncated_while_follow_was_stopped_reads_th
     content. It was counted replaced and the rest lost, the copy ignored (outside check, 2026-11-25)."""
     clock = Clock()
     live = tmp_path / "ws.jsonl"
-    live.write_bytes(_lines(0, 15))
-    tailer = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock)
-    try:
-        tailer.scan()
-        assert _drain(tailer) == list(range(15))
-        with open(live, "ab") as handle:
-            handle.write(_lines(15, 5))
+    with _followed(tmp_path / "ws*", clock) as tailer:
+        _read_then_grown(tailer, live)
         if copy_known:  # (copied while follow ran: ignored, a copy of the file being read)
             shutil.copyfile(live, tmp_path / "ws-0001.jsonl")
             tailer.scan()
             assert tailer.counters["copies_ignored"] == 1
         state = tailer.snapshot((0, 10))
-    finally:
-        tailer.close()
     if not copy_known:
         shutil.copyfile(live, tmp_path / "ws-0001.jsonl")
     with open(live, "r+b") as handle:  # truncated in place, then the recorder goes on
         handle.truncate(0)
         handle.write(_lines(20, 3))
-    resumed = Tailer(str(tmp_path / "ws*"), rotate_wait=ROTATE_WAIT, clock=clock, state=state)
-    try:
+    with _followed(tmp_path / "ws*", clock, state) as resumed:
         assert _settle(resumed, clock) == list(range(10, 23))
         assert resumed.counters["replaced_files"] == 0 and resumed.counters["vanished_files"] == 0
         assert resumed.counters["copies_read_instead"] == 1
-    finally:
-        resumed.close()
 
 
 def test_a_waiting_file_found_while_gzip_writes_its_copy_is_read_in_its_place(tmp_path: Path) -> None:
