@@ -108,14 +108,19 @@ class _Clock:
 
 
 class _LineWriter:
-    """Appends lines to one output file (gzip with mtime 0, or plain), buffering a bounded amount."""
+    """Appends lines to one output file (gzip with mtime 0, or plain), buffering a bounded amount.
 
-    __slots__ = ("path", "lines", "_raw", "_out", "_buf", "_size")
+    The lines go to a hidden file beside ``path``, renamed to ``path`` by :meth:`close`: an
+    interrupted generation never leaves a shortened file under a capture's name.
+    """
+
+    __slots__ = ("path", "lines", "_temp", "_raw", "_out", "_buf", "_size")
 
     def __init__(self, path: Path, use_gzip: bool) -> None:
         self.path = path
         self.lines = 0
-        self._raw: BinaryIO = open(path, "wb")
+        self._temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._raw: BinaryIO = open(self._temp, "wb")
         self._out: BinaryIO = (
             gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)  # type: ignore[assignment]
             if use_gzip
@@ -140,11 +145,23 @@ class _LineWriter:
             self._size = 0
 
     def close(self) -> None:
-        """Flush, end the gzip stream, close the file. Cost: O(bytes buffered); raises OSError (write)."""
+        """Flush, end the gzip stream, close the file and rename it into place.
+
+        Cost: O(bytes buffered); raises OSError (write, rename).
+        """
         self.flush()
         if self._out is not self._raw:
             self._out.close()
         self._raw.close()
+        os.replace(self._temp, self.path)
+
+    def abort(self) -> None:
+        """Close and remove the unfinished file; ``path`` is left as it was. Cost: O(1); raises nothing."""
+        try:
+            self._raw.close()
+        except OSError:
+            pass
+        self._temp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +299,11 @@ class _Generator:
         est_checkpoints = max(1, int(est_duration_us // self.rest_interval_us))
         self.rest_per_file = max(1, math.ceil(est_checkpoints / shape.rest_files))
         self.rest_index = 0
-        self.rest_writer = _LineWriter(self.rest_paths[0], shape.gzip)
+        try:
+            self.rest_writer = _LineWriter(self.rest_paths[0], shape.gzip)
+        except OSError:
+            self.ws_writer.abort()
+            raise
         self.rest_total = 0
         self.next_checkpoint = 1
         self.last_checkpoint_us = self.start_us
@@ -672,9 +693,12 @@ class _Generator:
                         break
                     self._ws_row(self.last_written_us + rng.randint(0, 120_000), payload)
             self._finish_rest()
-        finally:
-            self.ws_writer.close()
-            self.rest_writer.close()
+        except BaseException:  # (an interrupt as well): no unfinished file under a capture's name
+            self.ws_writer.abort()
+            self.rest_writer.abort()
+            raise
+        self.ws_writer.close()
+        self.rest_writer.close()
         # Every named file exists, even when the capture was too short to reach it.
         for path in self.ws_paths[self.ws_index + 1:]:
             _LineWriter(path, shape.gzip).close()
@@ -703,6 +727,10 @@ def generate_capture(out_dir: Path, shape: CaptureShape, seed: int, *, path_base
     what the websocket delivered minus drops; the REST poller snapshots the true books at its
     receive time plus a random lag. Same shape and seed give byte-identical files.
 
+    Each file is written beside its name and renamed into place when complete; the 10B manifest
+    last, after removing any earlier one in ``out_dir``: an interrupted call leaves no manifest
+    naming a partial capture.
+
     Cost: O(levels) per line; memory O(markets * levels), independent of ws_lines (every line is
     written as it is produced).
 
@@ -716,6 +744,9 @@ def generate_capture(out_dir: Path, shape: CaptureShape, seed: int, *, path_base
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The manifest goes first and comes back last: files of an interrupted generation are never
+    # named by a 10B manifest (an earlier capture's, say), so nothing reads them as complete.
+    (out_dir / "manifest_10b.json").unlink(missing_ok=True)
     gen = _Generator(out_dir, shape, seed)
     capture = gen.run()
     output_files = [{"path": _manifest_path(p, path_base), "kind": "raw_websocket_messages"} for p in capture.ws_files]
@@ -734,7 +765,12 @@ def generate_capture(out_dir: Path, shape: CaptureShape, seed: int, *, path_base
         ],
         "output_files": output_files,
     }
-    capture.manifest_10b.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+    temp = capture.manifest_10b.with_name(f".manifest_10b.json.{os.getpid()}.tmp")
+    try:
+        temp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+        os.replace(temp, capture.manifest_10b)
+    finally:
+        temp.unlink(missing_ok=True)
     return capture
 
 

@@ -91,3 +91,20 @@ def test_demo_is_reproducible(workdir: Path, run_cli: Callable[..., Any], demo: 
     assert result.stdout == demo["stdout"]
     for key in ("RECONSTRUCTION_ROWS", "RECONSTRUCTION_MANIFEST"):
         assert (workdir / OUTPUTS[key]).read_bytes() == (demo["root"] / OUTPUTS[key]).read_bytes()
+
+
+def test_demo_stopped_while_generating_leaves_no_earlier_output_beside_the_new_capture(
+        workdir: Path, run_cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_cli("demo", "--out", "demo", "--ws-lines", "800").code in (0, 1)
+    from streamer import synth
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth._Generator, "_finish_rest", interrupted)
+    result = run_cli("demo", "--out", "demo", "--ws-lines", "900", "--seed", "7")
+    assert result.code == 130, result.stderr
+    for path in OUTPUTS.values():  # they described the earlier capture
+        assert not (workdir / path).exists(), path
+    assert not (workdir / "demo/capture/manifest_10b.json").exists()
+    assert sorted(path.name for path in (workdir / "demo/capture").iterdir()) == ["rest-000.jsonl.gz", "ws-000.jsonl.gz"]

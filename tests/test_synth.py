@@ -298,3 +298,37 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     same = generate_capture(tmp_path / "api", CaptureShape(markets=2, ws_lines=400, ws_files=2, gzip=False,
                                                            rest_lag_ms=(0, 0), drop_rate=0.01), seed=5)
     assert same.ws_files[1].read_bytes() == (out / "ws-001.jsonl").read_bytes()
+
+
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+    """Make the generator raise KeyboardInterrupt (a Ctrl-C) when it is about to write row ``rows``."""
+    from streamer import synth
+    original = synth._Generator._ws_row
+    written = 0
+
+    def ws_row(self: Any, t_us: int, payload: bytes | None) -> None:
+        nonlocal written
+        written += 1
+        if written == rows:
+            raise KeyboardInterrupt
+        original(self, t_us, payload)
+
+    monkeypatch.setattr(synth._Generator, "_ws_row", ws_row)
+
+
+def test_interrupted_generation_leaves_no_partial_file_under_a_capture_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shape = CaptureShape(ws_lines=1200, ws_files=3, rest_interval_seconds=1.0)
+    earlier = generate_capture(tmp_path, shape, seed=3)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    _interrupt_after(monkeypatch, 1000)  # in the third websocket file: two were finished and renamed
+    with pytest.raises(KeyboardInterrupt):
+        generate_capture(tmp_path, shape, seed=4)
+    names = sorted(path.name for path in tmp_path.iterdir())
+    # no manifest names the mix of files, no temp file is left, every file is a finished one
+    assert names == sorted(set(before) - {"manifest_10b.json"}), names
+    for path in earlier.ws_files + earlier.rest_files:
+        data = path.read_bytes()
+        assert gzip.decompress(data).endswith(b"\n")  # a whole gzip stream, its last line complete
+    assert earlier.ws_files[2].read_bytes() == before["ws-002.jsonl.gz"]  # the unfinished one kept the old
+    assert earlier.ws_files[0].read_bytes() != before["ws-000.jsonl.gz"]  # (seed 4's, finished)
