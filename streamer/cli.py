@@ -70,7 +70,9 @@ def _build_parser() -> _Parser:
         description="Audit recorded Polymarket order-book feeds as a stream.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Start with:\n  streamer demo --out streamer-demo\n\n"
-               "Each command's --help has an example; exit codes: 0 pass, 1 gate not passed, 2 unusable input.",
+               "Each command's --help has an example. Exit codes: 0 pass, 1 analysis gate not passed, 2 unusable\n"
+               "input or flags, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); reconstruct and demo exit 0\n"
+               "whatever their gate (it is printed).",
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -92,7 +94,7 @@ def _build_parser() -> _Parser:
     analyze.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=batch.DEFAULT_ORCHESTRATOR_REVIEW,
                          help="orchestrator review, for its gate (default %(default)s)")
     _analysis_flags(analyze)
-    _workers_flag(analyze, "processes sharing the markets")
+    _workers_flag(analyze, "processes sharing the markets (at most one helper per market)")
     _progress_flag(analyze)
     analyze.set_defaults(handler=_analyze)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from . import batch
@@ -10,6 +12,9 @@ from .synth import CaptureShape, generate_capture
 
 def run_demo(out: Path, *, seed: int = 2026, ws_lines: int = 6000) -> tuple[batch.RunConfig, batch.Outcome]:
     """Generate a capture under ``out/capture`` and run ``streamer run`` on it into ``out``.
+
+    Beside the capture it writes a 10BC manifest and an orchestrator review whose gate says no
+    review took place (``streamer analyze`` requires both), and passes them to ``run``.
 
     The shape has several markets (YES and NO tokens), recorder drops and REST lag, so that
     matches, lag-explained and unexplained divergences all appear. Cost: O(ws_lines).
@@ -28,5 +33,24 @@ def run_demo(out: Path, *, seed: int = 2026, ws_lines: int = 6000) -> tuple[batc
     for path in outputs.values():
         path.unlink(missing_ok=True)
     capture = generate_capture(out / "capture", shape, seed)
-    config = batch.RunConfig(manifest_10b=capture.manifest_10b, **outputs)
+    prior = {"manifest_10bc": out / "manifests" / "checkpoint_010bc_full_fidelity_sample_and_reconstruction.json",
+             "orchestrator_review": out / "manifests" / "checkpoint_010bc_orchestrator_review.json"}
+    for path in prior.values():  # so that `streamer analyze`, which requires them, runs on the demo too
+        _write_json(path, {"gate_status": DEMO_PRIOR_GATE,
+                           "note": "written by streamer demo: a synthetic capture has no earlier checkpoint"})
+    config = batch.RunConfig(manifest_10b=capture.manifest_10b, **outputs, **prior)
     return config, batch.run(config)
+
+
+#: The gate of the 10BC manifest and the orchestrator review the demo writes (no review took place).
+DEMO_PRIOR_GATE = "SYNTHETIC_DEMO_NOT_REVIEWED"
+
+
+def _write_json(path: Path, value: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(json.dumps(value, indent=2) + "\n")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import pytest
 
 from streamer import cli
 from tests import oracle
+from tests.refcompare import assert_equal_manifests, comparable
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,21 @@ def test_demo_stopped_while_generating_leaves_no_earlier_output_beside_the_new_c
         assert not (workdir / path).exists(), path
     assert not (workdir / "demo/capture/manifest_10b.json").exists()
     assert sorted(path.name for path in (workdir / "demo/capture").iterdir()) == ["rest-000.jsonl.gz", "ws-000.jsonl.gz"]
+
+
+def test_analyze_runs_on_the_demo_and_agrees_with_it(demo: dict[str, Any], run_cli: Callable[..., Any],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(demo["root"])
+    manifests = "demo/manifests/checkpoint_010"
+    result = run_cli("analyze", "--manifest-10b", "demo/capture/manifest_10b.json",
+                     "--manifest-10c", manifests + "c_book_reconstruction_sample.json",
+                     "--manifest-10bc", manifests + "bc_full_fidelity_sample_and_reconstruction.json",
+                     "--orchestrator-review", manifests + "bc_orchestrator_review.json",
+                     "--output-manifest", "analyzed/manifest.json", "--output-report", "analyzed/report.md")
+    assert result.stdout[2] == demo["stdout"][5]  # the same gate (demo exits 0 whatever its gate)
+    assert result.code == (0 if result.stdout[2].endswith("_PASS") else 1), result.stderr
+    analyzed = json.loads(Path("analyzed/manifest.json").read_text())
+    ran = json.loads(Path(OUTPUTS["DIVERGENCE_ANALYSIS_MANIFEST"]).read_text())
+    assert analyzed["accepted_prior_gates"]["10bc"] == "SYNTHETIC_DEMO_NOT_REVIEWED"
+    assert analyzed["accepted_prior_gates"]["orchestrator_review"] == "SYNTHETIC_DEMO_NOT_REVIEWED"
+    assert_equal_manifests(comparable(analyzed), comparable(ran))
