@@ -313,7 +313,14 @@ def _stats(names: list[str], kind: str) -> list[InputStats]:
     inputs = []
     for name in names:
         path = Path(name)
-        check_readable(path, name)
+        try:
+            check_readable(path, name)
+        except InputError as exc:
+            if path.is_absolute() or os.path.lexists(path):
+                raise
+            # the usual cause: a command run from another directory than the recorder's
+            raise InputError(f"{exc} (a manifest names it relative to the working directory, "
+                             f"{os.getcwd()})") from None
         inputs.append(InputStats(path, name, kind))
     return inputs
 

@@ -158,22 +158,27 @@ def read_manifest(name: str | os.PathLike[str], keys: tuple[str, ...]) -> Manife
         raise InputError(f"cannot read manifest {text}: it is a directory") from None
     except OSError as exc:
         raise InputError(f"cannot read manifest {text}: {exc.strerror or exc}") from None
-    except (ijson.JSONError, UnicodeDecodeError) as exc:
+    except (ijson.JSONError, UnicodeDecodeError):
         # yajl refuses what Python's json reads (NaN, Infinity, integers beyond 64 bits): the
         # reference reads manifests with json, so such a manifest is read whole that way.
-        return _read_manifest_whole(text, path, wanted, exc)
+        return _read_manifest_whole(text, path, wanted)
     return Manifest(text, path, values, reader.size, reader.digest.hexdigest())
 
 
-def _read_manifest_whole(text: str, path: Path, wanted: set[str], error: Exception) -> Manifest:
+def _read_manifest_whole(text: str, path: Path, wanted: set[str]) -> Manifest:
     try:
         data = path.read_bytes()
     except OSError as exc:  # (gone or changed since the streaming read began)
         raise InputError(f"cannot read manifest {text}: {exc.strerror or exc}") from None
     try:
         document = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError):
-        raise InputError(f"manifest {text} is not valid JSON ({str(error).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        what = "gzip-compressed data" if data[:2] == b"\x1f\x8b" else "not UTF-8 text"
+        raise InputError(f"manifest {text} is not valid JSON (it is {what})") from None
+    except ValueError as exc:  # json's message says where: "Expecting value: line 1 column 7 (char 6)"
+        raise InputError(f"manifest {text} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(f"manifest {text} is not valid JSON (nested too deeply)") from None
     if not isinstance(document, dict):
         raise InputError(f"manifest {text} is not a JSON object")
     values = {key: value for key, value in document.items() if key in wanted}

@@ -482,6 +482,9 @@ def test_missing_input_file(workdir: Path, run_cli: RunCli, capture: tuple[list[
     run, manifest, report = _analyze(run_cli, workdir / "case", flags)
     _assert_input_error(workdir / "case", run, missing)
     assert manifest is None and report is None
+    # the manifest's relative path: the error says what it was taken relative to
+    assert run.stderr[0].endswith(f": No such file or directory (a manifest names it relative to the "
+                                  f"working directory, {workdir / 'case'})"), run.stderr
 
 
 def test_input_vanishing_after_its_check(workdir: Path, run_cli: RunCli, capture: tuple[list[bytes], list[bytes]],

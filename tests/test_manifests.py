@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,13 @@ def test_read_manifest_invalid_json(tmp_path: Path, content: str | bytes) -> Non
     with pytest.raises(InputError, match=r"^manifest .*bad\.json is not valid JSON") as error:
         read_manifest(path, KEYS)
     assert_one_line_error(error, str(path))
+    reason = str(error.value).split(" is not valid JSON ", 1)[1]
+    # a reason a reader can use: where the JSON breaks, or what the file is; no parser's raw bytes
+    assert "b'" not in reason and "\\x" not in reason, reason
+    if isinstance(content, bytes):
+        assert reason == ("(it is gzip-compressed data)" if content[:2] == b"\x1f\x8b" else "(it is not UTF-8 text)")
+    else:
+        assert re.search(r"line \d+ column \d+", reason), reason
 
 
 @pytest.mark.parametrize("content", ["[]", '[{"gate_status": "G"}]', "3", '"text"', "null", "true"])
