@@ -741,7 +741,8 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
                     os.close(handle)
                     os.unlink(probe)
             except OSError as exc:
-                raise UsageError(f"cannot write {flag} {path}: {parent}: {exc.strerror or exc}") from None
+                raise UsageError(f"cannot write {flag} {path}: no file can be made in {parent} "
+                                 f"({exc.strerror or exc})") from None
             probed.add(parent)
 
 

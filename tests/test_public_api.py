@@ -171,9 +171,11 @@ def _flags(root: Path, command: str, **outputs: str) -> list[str]:
     ("run", {"output_report": "a-directory"}, "is a directory"),
     ("reconstruct", {"output_rows": "a-file/rows.gz"}, "is not a directory"),
     # a directory where no file can be made although os.access says yes to root: the probe finds it
-    pytest.param("run", {"output_report": "/proc/streamer-test/r.md"}, "cannot write --output-report",
+    pytest.param("run", {"output_report": "/proc/streamer-test/r.md"},
+                 "cannot write --output-report /proc/streamer-test/r.md: no file can be made in /proc (",
                  marks=pytest.mark.skipif(not Path("/proc/self").exists(), reason="no /proc here")),
-    pytest.param("analyze", {"output_manifest": "/proc/m.json"}, "cannot write --output-manifest",
+    pytest.param("analyze", {"output_manifest": "/proc/m.json"},
+                 "cannot write --output-manifest /proc/m.json: no file can be made in /proc (",
                  marks=pytest.mark.skipif(not Path("/proc/self").exists(), reason="no /proc here")),
 ])
 def test_outputs_that_would_destroy_an_input_or_cannot_be_written_are_refused_before_any_work(
