@@ -1123,10 +1123,14 @@ class Follower:
         self._wake.set()
 
     async def _discover(self, tail: Tailer, limiter: anyio.CapacityLimiter) -> None:
+        first = True
         while True:
             await anyio.to_thread.run_sync(tail.scan, limiter=limiter)
             for event in tail.drain_events():
                 self.log(event)
+            if first and not tail.names():  # a mistyped glob must not look like a recorder not started
+                self.log(f"no file matches {tail.pattern} yet: waiting for one (looking every {self.config.poll:g} s)")
+            first = False
             self._wake.set()
             await anyio.sleep(self.config.poll)
 

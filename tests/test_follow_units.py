@@ -804,3 +804,19 @@ def test_an_engine_saved_before_its_problems_were_counted_resumes(tmp_path: Path
     assert restored.problems.locations == {("rows.jsonl.gz", "mistyped_comparison_field: last_applied_ws_line "
                                                              "is not a number"): [7]}
     assert (restored.unanalysed_rows, restored.unread_comparison_lines) == (0, 0)
+
+
+def test_a_glob_that_matches_nothing_is_said_at_start(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped glob must not look like a recorder that has not started: follow says at its
+    first scan which glob matches nothing yet (and says nothing of a glob that matches)."""
+    ws, rest, source = _capture(workdir, seed=3, ws_lines=100)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    code = cli.main(["follow", "--ws", "cap/sw*.jsonl*", "--rest", "cap/rest*.jsonl*", "--manifest-10b",
+                     "cap/manifest_10b.json", "--out", "out", "--state", "state", "--poll", "0.05",
+                     "--exit-when-idle", "0.3"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert err[0] == "streamer follow: no file matches cap/sw*.jsonl* yet: waiting for one (looking every 0.05 s)"
+    assert not any("cap/rest" in line for line in err), err
