@@ -284,6 +284,10 @@ def _run_lines(config: batch.RunConfig, outcome: batch.Outcome) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     config = _run_config(args)
+    if config.manifest_10c == batch.DEFAULT_10C_MANIFEST and config.output_manifest != batch.DEFAULT_OUTPUT_MANIFEST:
+        # reconstruct's --output-manifest is its 10C manifest; run's is the divergence manifest
+        print(f"streamer run: note: the 10C manifest goes to {config.manifest_10c}, its default (--manifest-10c "
+              "names it; run's --output-manifest is the divergence manifest)", file=sys.stderr)
     outcome = batch.run(config)
     return _print_outcome(outcome, _run_lines(config, outcome), "run")
 

@@ -460,3 +460,20 @@ def test_a_websocket_input_that_builds_no_book_is_said_on_stderr(workdir: Path, 
     cli.main([command, "--manifest-10b", str(capture.manifest_10b), "--output-rows", "o/r.gz", *flags])
     err = capsys.readouterr().err.splitlines()
     assert f"streamer {command}: warning: no websocket row gave any token a book" in err[-1]
+
+
+@pytest.mark.parametrize("flags, noted", [
+    (["--output-manifest", "out/10c.json"], True),  # reconstruct's spelling of the 10C manifest, in run
+    (["--output-manifest", "out/10d0.json", "--manifest-10c", "out/10c.json"], False),
+    ([], False),  # every default: the SPEC's layout, nothing to say
+])
+def test_run_says_where_its_10c_manifest_goes_when_only_the_divergence_manifest_is_named(
+        workdir: Path, run_cli: Callable[..., Any], flags: list[str], noted: bool) -> None:
+    manifest = write_capture([[ws(1, 1, [book()])]], [[rest(2, 1, summary())]])
+    result = run_cli("run", "--no-progress", "--manifest-10b", manifest, *flags)
+    assert result.code in (0, 1), result.stderr
+    note = ("streamer run: note: the 10C manifest goes to data/manifests/checkpoint_010c_book_reconstruction_sample.json, "
+            "its default (--manifest-10c names it; run's --output-manifest is the divergence manifest)")
+    assert (note in result.stderr) is noted, result.stderr
+    assert result.stdout[1] == "RECONSTRUCTION_MANIFEST=" + (
+        "out/10c.json" if "--manifest-10c" in flags else "data/manifests/checkpoint_010c_book_reconstruction_sample.json")
