@@ -234,12 +234,30 @@ class FollowConfig:
         both = sorted(set(glob.glob(self.ws)) & set(glob.glob(self.rest)))
         if both:  # (each file would be read as both kinds: every REST row rejected, nothing compared)
             raise UsageError(f"{both[0]} matches both --ws and --rest; give globs that tell the two apart")
+        outputs = [Path(self.out) / name for name in (ROWS_NAME, MANIFEST_10C_NAME, MANIFEST_NAME, REPORT_NAME,
+                                                      STATUS_NAME)]
+        for flag, manifest in (("--manifest-10b", self.manifest_10b), ("--manifest-10bc", self.manifest_10bc),
+                               ("--orchestrator-review", self.orchestrator_review)):
+            for output in outputs:
+                if manifest is not None and _same_file(Path(manifest), output):
+                    raise UsageError(f"{flag} {manifest} is follow's own output {output}; writing it would destroy it")
         for flag, pattern in (("--ws", self.ws), ("--rest", self.rest)):
-            if any(Path(name).resolve() == Path(self.manifest_10b).resolve() for name in glob.glob(pattern)):
+            if any(_same_file(Path(name), Path(self.manifest_10b)) for name in glob.glob(pattern)):
                 raise UsageError(f"{flag} {pattern} matches the 10B manifest {self.manifest_10b}")
             for output in (ROWS_NAME, MANIFEST_10C_NAME, MANIFEST_NAME, REPORT_NAME, STATUS_NAME):
                 if _glob_matches(pattern, Path(self.out) / output):  # (follow would read what it writes)
                     raise UsageError(f"{flag} {pattern} would match follow's own output {Path(self.out) / output}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same inode, or the same path after symlinks). Cost: two stats."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # (one does not exist yet, or cannot be reached: compare the names)
+        try:
+            return a.resolve() == b.resolve()
+        except (OSError, RuntimeError):  # (a symlink loop: it is no output of ours)
+            return False
 
 
 def _glob_matches(pattern: str, path: Path) -> bool:

@@ -820,3 +820,42 @@ def test_a_glob_that_matches_nothing_is_said_at_start(workdir: Path, capsys: pyt
     assert code == 2
     assert err[0] == "streamer follow: no file matches cap/sw*.jsonl* yet: waiting for one (looking every 0.05 s)"
     assert not any("cap/rest" in line for line in err), err
+
+
+@pytest.mark.parametrize("flag, output", [("--manifest-10b", "checkpoint_010c_book_reconstruction_sample.json"),
+                                          ("--manifest-10bc", "checkpoint_010d0_ws_divergence_analysis.md"),
+                                          ("--orchestrator-review", "status.json")])
+def test_an_input_manifest_that_is_one_of_follows_outputs_is_refused(workdir: Path, flag: str, output: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """follow would publish over it at exit: the input destroyed (run and analyze refuse it too)."""
+    _ws, _rest, source = _capture(workdir, seed=3, ws_lines=100)
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(_ws))
+    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(_rest))
+    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    (workdir / "out").mkdir()
+    manifests = {"--manifest-10b": "cap/manifest_10b.json"}
+    if flag == "--manifest-10b":
+        manifests[flag] = "out/" + output
+        (workdir / "out" / output).write_bytes((workdir / "cap" / "manifest_10b.json").read_bytes())
+    else:
+        manifests[flag] = "out/" + output
+        (workdir / "out" / output).write_text('{"gate_status": "PRIOR"}')
+    before = (workdir / "out" / output).read_bytes()
+    code = cli.main(["follow", "--ws", "cap/ws*", "--rest", "cap/rest*", *[item for pair in manifests.items() for item in pair],
+                     "--out", "out", "--exit-when-idle", "0.3", "--poll", "0.05"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{flag} out/{output} is follow's own output out/{output}" in err
+    assert (workdir / "out" / output).read_bytes() == before
+
+
+def test_a_symlink_loop_as_the_manifest_is_one_line(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "cap").mkdir()
+    (workdir / "cap" / "ws-0001.jsonl").write_text("")
+    (workdir / "loop.json").symlink_to("loop.json")
+    code = cli.main(["follow", "--ws", "cap/ws*", "--rest", "cap/rest*", "--manifest-10b", "loop.json",
+                     "--out", "out", "--exit-when-idle", "0.3"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "loop.json" in err
