@@ -217,7 +217,10 @@ def _print_outcome(outcome: batch.Outcome, lines: list[str], command: str) -> in
 
 def _print_lines(lines: list[str]) -> None:
     """Print result lines on stdout. A reader gone (``| head -1``) is no error: the outputs are
-    written by now, so the exit code stays the command's."""
+    written by now, so the exit code stays the command's. Nor is a closed stdout (``>&-``: Python
+    then has no ``sys.stdout``)."""
+    if sys.stdout is None:
+        return
     try:
         for line in lines:
             print(line)

@@ -84,20 +84,26 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path,
     assert "Traceback" not in captured.err
 
 
+@pytest.mark.parametrize("closed", [False, True], ids=["pipe-closed", "stdout-closed"])
 @pytest.mark.parametrize("command", ["demo", "reconstruct"])
-def test_a_reader_of_stdout_gone_is_no_error(tmp_path: Path, command: str) -> None:
+def test_a_reader_of_stdout_gone_is_no_error(tmp_path: Path, command: str, closed: bool) -> None:
     """``streamer ... | head -1``: the outputs are written, so the exit code stays the command's
-    and nothing is said (no "Broken pipe", no traceback at exit)."""
+    and nothing is said (no "Broken pipe", no traceback at exit). Nor with no stdout at all
+    (``>&-``, as some daemons run it)."""
     if command == "demo":
         argv = ["demo", "--out", str(tmp_path / "d"), "--ws-lines", "300"]
     else:
         capture = generate_capture(tmp_path / "capture", CaptureShape(markets=1, ws_lines=300), 2)
         argv = ["reconstruct", "--manifest-10b", str(capture.manifest_10b), "--output-rows", str(tmp_path / "r.gz"),
                 "--output-manifest", str(tmp_path / "c.json")]
-    process = subprocess.Popen([sys.executable, "-m", "streamer", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    process.stdout.close()  # before the command prints: its first line meets a closed pipe
+    if closed:
+        process = subprocess.Popen([sys.executable, "-m", "streamer", *argv], cwd=tmp_path, stderr=subprocess.PIPE,
+                                   text=True, preexec_fn=lambda: os.close(1))
+    else:
+        process = subprocess.Popen([sys.executable, "-m", "streamer", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        process.stdout.close()  # before the command prints: its first line meets a closed pipe
     stderr = process.communicate(timeout=120)[1]
     assert process.returncode == 0
     assert stderr == ""
