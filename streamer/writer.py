@@ -15,6 +15,7 @@ import hashlib
 import heapq
 import json
 import os
+import stat
 import struct
 import tempfile
 import warnings
@@ -74,7 +75,9 @@ class AtomicFile:
     """A file written under a temporary name beside ``path`` and renamed over it on commit.
 
     Use as a context manager: on a clean exit the data is flushed, fsynced and renamed into place;
-    on an exception the temporary file is removed and ``path`` is untouched.
+    on an exception the temporary file is removed and ``path`` is untouched. A ``path`` that is
+    a device or a pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written straight into: renaming
+    over it would replace the node with a plain file.
 
     Cost: one extra rename and two fsyncs per file.
     """
@@ -82,11 +85,20 @@ class AtomicFile:
     def __init__(self, path: Path, mode: str = "wb") -> None:
         self.path = Path(path)
         self.temp = self.path  # (until the temporary exists: what a failure names)
+        self._direct = _is_special(self.path)
+        if self._direct:
+            try:
+                self.handle = open(self.path, mode)
+            except OSError as exc:
+                raise self.named(exc) from None
+            self._closed = False
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._closed = True  # (nothing to drop yet)
         try:
             with stops_held():  # made and kept in one step: a stop is raised after, and dropped below
-                fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+                fd, name = tempfile.mkstemp(prefix=f".{_shortened(self.path.name)}.", suffix=".tmp",
+                                            dir=self.path.parent)
                 self.temp = Path(name)
                 self.handle: IO[Any] = os.fdopen(fd, mode)
                 self._closed = False
@@ -126,6 +138,13 @@ class AtomicFile:
         """
         if self._closed:
             return
+        if self._direct:
+            self._closed = True
+            try:
+                self.handle.close()
+            except OSError as exc:
+                raise self.named(exc) from None
+            return
         try:
             self.handle.flush()
             os.fsync(self.handle.fileno())
@@ -151,6 +170,8 @@ class AtomicFile:
             self.handle.close()
         except OSError:
             pass
+        if self._direct:  # (the node stays: what was written to it is gone with the stream)
+            return
         try:
             self.temp.unlink()
         except OSError:  # (already gone, or a directory that refuses: nothing more to do)
@@ -161,6 +182,26 @@ class AtomicFile:
             warnings.warn(f"AtomicFile {self.path} collected while open; dropping it", ResourceWarning,
                           stacklevel=1)
             self.abort()
+
+
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a directory (a device, a FIFO). Cost: one stat."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+#: Bytes of an output's name kept in its temporary file's name (NAME_MAX is 255 on common file systems).
+_TEMP_NAME_BYTES = 200
+
+
+def _shortened(name: str) -> str:
+    """``name``, cut so that its temporary file's name stays within NAME_MAX. Cost: O(len(name))."""
+    while len(os.fsencode(name)) > _TEMP_NAME_BYTES:
+        name = name[:-1]
+    return name
 
 
 def write_atomic(path: Path, data: bytes) -> None:

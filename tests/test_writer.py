@@ -257,6 +257,37 @@ def test_write_atomic(tmp_path: Path) -> None:
     assert leftovers(tmp_path / "a") == ["b.txt"]
 
 
+def test_an_output_that_is_a_pipe_or_device_is_written_into_not_replaced(tmp_path: Path) -> None:
+    """``--output-report /dev/null`` (or a FIFO): renaming over the node would replace it with a
+    plain file (for root, /dev/null itself). Shown on a FIFO, whose reader gets the bytes."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # (a reader: the writer's open does not wait)
+    try:
+        write_atomic(fifo, b"report\n")
+        assert stat.S_ISFIFO(fifo.stat().st_mode)
+        assert os.read(reader, 100) == b"report\n"
+        with pytest.raises(ValueError):
+            with AtomicFile(fifo) as out:
+                out.handle.write(b"half")
+                raise ValueError("stopped")
+        assert stat.S_ISFIFO(fifo.stat().st_mode)  # an abort leaves the node too
+    finally:
+        os.close(reader)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["fifo"]
+    with AtomicFile(Path(os.devnull)) as out:  # a character device: written into, never renamed over
+        out.handle.write(b"gone")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_an_output_with_a_name_near_name_max_is_written(tmp_path: Path) -> None:
+    """Its temporary file's name (".NAME.xxxxxxxx.tmp") must stay within NAME_MAX (255) too."""
+    path = tmp_path / ("r" * 250)
+    write_atomic(path, b"rows")
+    assert path.read_bytes() == b"rows"
+    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
+
+
 def test_fsync_directory_tolerates_missing_paths(tmp_path: Path) -> None:
     fsync_directory(tmp_path)
     fsync_directory(tmp_path / "does-not-exist")
