@@ -98,6 +98,7 @@ def plan_shares(markets: Sequence[tuple[Any, list[str]]], workers: int) -> list[
     groups = [tokens for tokens in grouped.values() if tokens]
     if workers <= 1 or len(groups) < 2:
         return []
+    workers = min(workers, len(groups) + 1)  # (a share per market at most, and the driver's)
     shares: list[set[str]] = [set() for _ in range(workers)]
     counts = [0] * workers
     weights = [DRIVER_WEIGHT] + [1.0] * (workers - 1)

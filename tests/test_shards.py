@@ -369,3 +369,12 @@ def test_auto_workers_respects_a_container_cpu_quota(tmp_path: Path, cpu_max: st
     unlimited = shards.default_workers(tmp_path / "absent")
     assert 1 <= unlimited <= 2
     assert shards.default_workers(path) == (unlimited if expected is None else min(expected, unlimited))
+
+
+def test_more_workers_than_markets_deal_one_market_each_without_a_share_per_worker() -> None:
+    """``--workers 1000000000``: a share per market, no list per worker asked for (it used to
+    allocate one, exhausting memory before looking at the markets)."""
+    markets = [(f"0x{number}", [f"{number}a", f"{number}b"]) for number in range(4)]
+    shares = shards.plan_shares(markets, 10**9)
+    assert sorted(sorted(share) for share in shares) == [[f"{n}a", f"{n}b"] for n in range(4)]
+    assert shares == shards.plan_shares(markets, 5)
