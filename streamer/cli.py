@@ -23,10 +23,17 @@ def _analysis_flags(parser: argparse.ArgumentParser) -> None:
                         help="websocket events of context before and after a row's last applied line (default 5)")
     parser.add_argument("--price-evidence-seconds", type=int, metavar="N", default=10,
                         help="window around the checkpoint for price-change evidence (default 10)")
-    parser.add_argument("--output-manifest", type=Path, metavar="PATH", default=batch.DEFAULT_OUTPUT_MANIFEST,
+    parser.add_argument("--output-manifest", type=_path, metavar="PATH", default=batch.DEFAULT_OUTPUT_MANIFEST,
                         help="divergence manifest to write (default %(default)s)")
-    parser.add_argument("--output-report", type=Path, metavar="PATH", default=batch.DEFAULT_OUTPUT_REPORT,
+    parser.add_argument("--output-report", type=_path, metavar="PATH", default=batch.DEFAULT_OUTPUT_REPORT,
                         help="markdown report to write (default %(default)s)")
+
+
+def _path(text: str) -> Path:
+    # Path("") is ".": an unset shell variable ("--out $DIR") would write into the working directory
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return Path(text)
 
 
 def _positive(text: str, expected: str = "a whole number") -> int:
@@ -85,13 +92,13 @@ def _build_parser() -> _Parser:
                     "classification, gate.\n\nExample:\n  streamer analyze --manifest-10b data/manifests/10b.json "
                     "--manifest-10c data/manifests/10c.json \\\n    --manifest-10bc data/manifests/10bc.json "
                     "--orchestrator-review data/manifests/review.json")
-    analyze.add_argument("--manifest-10b", type=Path, metavar="PATH", default=batch.DEFAULT_10B_MANIFEST,
+    analyze.add_argument("--manifest-10b", type=_path, metavar="PATH", default=batch.DEFAULT_10B_MANIFEST,
                          help="10B manifest naming the websocket and REST files (default %(default)s)")
-    analyze.add_argument("--manifest-10c", type=Path, metavar="PATH", default=batch.DEFAULT_10C_MANIFEST,
+    analyze.add_argument("--manifest-10c", type=_path, metavar="PATH", default=batch.DEFAULT_10C_MANIFEST,
                          help="10C manifest naming the comparison rows (default %(default)s)")
-    analyze.add_argument("--manifest-10bc", type=Path, metavar="PATH", default=batch.DEFAULT_10BC_MANIFEST,
+    analyze.add_argument("--manifest-10bc", type=_path, metavar="PATH", default=batch.DEFAULT_10BC_MANIFEST,
                          help="10BC manifest, for its gate (default %(default)s)")
-    analyze.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=batch.DEFAULT_ORCHESTRATOR_REVIEW,
+    analyze.add_argument("--orchestrator-review", type=_path, metavar="PATH", default=batch.DEFAULT_ORCHESTRATOR_REVIEW,
                          help="orchestrator review, for its gate (default %(default)s)")
     _analysis_flags(analyze)
     _workers_flag(analyze, "processes sharing the markets (at most one helper per market)")
@@ -107,7 +114,7 @@ def _build_parser() -> _Parser:
                     "\\\n    --output-manifest out/10c.json")
     _reconstruct_flags(reconstruct)
     # --manifest-10c is how run (and analyze) name the same file: either spelling works here
-    reconstruct.add_argument("--output-manifest", "--manifest-10c", dest="manifest_10c", type=Path, metavar="PATH",
+    reconstruct.add_argument("--output-manifest", "--manifest-10c", dest="manifest_10c", type=_path, metavar="PATH",
                              default=batch.DEFAULT_10C_MANIFEST,
                              help="10C manifest to write (default %(default)s)")
     _progress_flag(reconstruct)
@@ -121,12 +128,12 @@ def _build_parser() -> _Parser:
                     "Example:\n  streamer run --manifest-10b capture/manifest_10b.json --output-rows out/rows.jsonl.gz "
                     "\\\n    --manifest-10c out/10c.json --output-manifest out/10d0.json --output-report out/10d0.md")
     _reconstruct_flags(run)
-    run.add_argument("--manifest-10c", type=Path, metavar="PATH", default=batch.DEFAULT_10C_MANIFEST,
+    run.add_argument("--manifest-10c", type=_path, metavar="PATH", default=batch.DEFAULT_10C_MANIFEST,
                      help="10C manifest to write (default %(default)s)")
-    run.add_argument("--manifest-10bc", type=Path, metavar="PATH", default=None,
+    run.add_argument("--manifest-10bc", type=_path, metavar="PATH", default=None,
                      help="10BC manifest, for its gate (optional; read when given or present at "
                           f"{batch.DEFAULT_10BC_MANIFEST})")
-    run.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=None,
+    run.add_argument("--orchestrator-review", type=_path, metavar="PATH", default=None,
                      help=f"orchestrator review, for its gate (optional; read when given or present at "
                           f"{batch.DEFAULT_ORCHESTRATOR_REVIEW})")
     _analysis_flags(run)
@@ -149,11 +156,11 @@ def _build_parser() -> _Parser:
     follow.add_argument("--ws", required=True, metavar="GLOB",
                         help="glob of the websocket files, in name order (rotated names sort by time)")
     follow.add_argument("--rest", required=True, metavar="GLOB", help="glob of the REST checkpoint files")
-    follow.add_argument("--manifest-10b", type=Path, metavar="PATH", required=True,
+    follow.add_argument("--manifest-10b", type=_path, metavar="PATH", required=True,
                         help="10B manifest: its markets label the rows (its output_files are not used)")
-    follow.add_argument("--out", type=Path, metavar="DIR", required=True,
+    follow.add_argument("--out", type=_path, metavar="DIR", required=True,
                         help="where segments, status.json and, on exit, the four run outputs go")
-    follow.add_argument("--state", type=Path, metavar="DIR", default=None,
+    follow.add_argument("--state", type=_path, metavar="DIR", default=None,
                         help="state directory (default OUT/.state); reuse it to resume")
     follow.add_argument("--poll", type=float, metavar="S", default=1.0,
                         help="seconds between looks for new files and new bytes (default %(default)s)")
@@ -172,10 +179,10 @@ def _build_parser() -> _Parser:
                         help="websocket events of context before and after a row's last applied line (default 5)")
     follow.add_argument("--price-evidence-seconds", type=int, metavar="N", default=10,
                         help="window around the checkpoint for price-change evidence (default 10)")
-    follow.add_argument("--manifest-10bc", type=Path, metavar="PATH", default=None,
+    follow.add_argument("--manifest-10bc", type=_path, metavar="PATH", default=None,
                         help="10BC manifest, for its gate (optional; read when given or present at "
                              f"{batch.DEFAULT_10BC_MANIFEST})")
-    follow.add_argument("--orchestrator-review", type=Path, metavar="PATH", default=None,
+    follow.add_argument("--orchestrator-review", type=_path, metavar="PATH", default=None,
                         help=f"orchestrator review, for its gate (optional; read when given or present at "
                              f"{batch.DEFAULT_ORCHESTRATOR_REVIEW})")
     follow.set_defaults(handler=_follow)
@@ -185,7 +192,7 @@ def _build_parser() -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Generate a small synthetic capture (several markets, recorder drops, REST lag) and run "
                     "`streamer run` on it.\n\nExample:\n  streamer demo --out streamer-demo")
-    demo.add_argument("--out", type=Path, metavar="PATH", default=Path("streamer-demo"), help="directory to write (default %(default)s)")
+    demo.add_argument("--out", type=_path, metavar="PATH", default=Path("streamer-demo"), help="directory to write (default %(default)s)")
     demo.add_argument("--seed", type=int, metavar="N", default=2026, help="generator seed (default %(default)s)")
     demo.add_argument("--ws-lines", type=_positive, metavar="N", default=6000,
                       help="websocket lines to generate (default %(default)s)")
@@ -194,10 +201,10 @@ def _build_parser() -> _Parser:
 
 
 def _reconstruct_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--manifest-10b", type=Path, metavar="PATH", default=batch.DEFAULT_10B_MANIFEST,
+    parser.add_argument("--manifest-10b", type=_path, metavar="PATH", default=batch.DEFAULT_10B_MANIFEST,
                         help="10B manifest naming the websocket and REST files (default %(default)s)")
     parser.add_argument("--top-n", type=int, metavar="N", default=10, help="levels per side compared (default 10)")
-    parser.add_argument("--output-rows", type=Path, metavar="PATH", default=batch.DEFAULT_OUTPUT_ROWS,
+    parser.add_argument("--output-rows", type=_path, metavar="PATH", default=batch.DEFAULT_OUTPUT_ROWS,
                         help="comparison rows to write, gzip JSONL (default %(default)s)")
 
 

@@ -230,3 +230,18 @@ def test_a_failed_run_leaves_no_directory_it_made(tmp_path: Path, monkeypatch: p
     assert made == [True]  # the failure came after the directories were made
     assert sorted(path.name for path in tmp_path.iterdir()) == ["capture", "kept"]
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["demo", "--out", ""], ["reconstruct", "--output-rows", ""],
+                                  ["analyze", "--manifest-10b", ""], ["run", "--output-report", ""],
+                                  ["follow", "--ws", "w*", "--rest", "r*", "--out", ""]])
+def test_an_empty_path_is_refused_not_taken_as_the_working_directory(
+        argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out "$DIR"`` with DIR unset: Path("") is ".", so demo wrote its capture into the working directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected a path, got an empty one" in err
+    assert list(tmp_path.iterdir()) == []
