@@ -29,6 +29,17 @@ def _analysis_flags(parser: argparse.ArgumentParser) -> None:
                         help="markdown report to write (default %(default)s)")
 
 
+def _say(message: str) -> None:
+    """One line on stderr. A stderr that cannot take it (closed, a full disk) must not change the
+    exit code: the line is dropped. Cost: O(len(message))."""
+    if sys.stderr is None:
+        return
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # (ValueError: a closed file object)
+        pass
+
+
 def _path(text: str) -> Path:
     # Path("") is ".": an unset shell variable ("--out $DIR") would write into the working directory
     if not text:
@@ -211,9 +222,9 @@ def _reconstruct_flags(parser: argparse.ArgumentParser) -> None:
 def _print_messages(outcome: batch.Outcome, command: str) -> None:
     """Stderr: skipped lines and truncated inputs, then what qualifies the gates."""
     for message in outcome.problems.messages():
-        print(message, file=sys.stderr)
+        _say(message)
     for warning in outcome.warnings:
-        print(f"streamer {command}: warning: {warning}", file=sys.stderr)
+        _say(f"streamer {command}: warning: {warning}")
 
 
 def _print_outcome(outcome: batch.Outcome, lines: list[str], command: str) -> int:
@@ -296,8 +307,8 @@ def _run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if config.manifest_10c == batch.DEFAULT_10C_MANIFEST and config.output_manifest != batch.DEFAULT_OUTPUT_MANIFEST:
         # reconstruct's --output-manifest is its 10C manifest; run's is the divergence manifest
-        print(f"streamer run: note: the 10C manifest goes to {config.manifest_10c}, its default (--manifest-10c "
-              "names it; run's --output-manifest is the divergence manifest)", file=sys.stderr)
+        _say(f"streamer run: note: the 10C manifest goes to {config.manifest_10c}, its default (--manifest-10c "
+             "names it; run's --output-manifest is the divergence manifest)")
     outcome = batch.run(config)
     return _print_outcome(outcome, _run_lines(config, outcome), "run")
 
@@ -340,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Cost: the command's; raises SystemExit (bad flags, --help); StreamerError, OSError become exit codes.
     """
     if decoders.SETTING_ERRORS:
-        print(f"streamer: error: {decoders.SETTING_ERRORS[0]}", file=sys.stderr)
+        _say(f"streamer: error: {decoders.SETTING_ERRORS[0]}")
         return EXIT_INPUT
     parser = _build_parser()
     if not (sys.argv[1:] if argv is None else argv):  # no command: what there is, not just an error
@@ -358,15 +369,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = True
         return code
     except StreamerError as exc:
-        print(f"streamer {args.command}: error: {exc}", file=sys.stderr)
+        _say(f"streamer {args.command}: error: {exc}")
         return exc.exit_code
     except OSError as exc:  # an output that cannot be written (inputs raise InputError first)
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"streamer {args.command}: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+        _say(f"streamer {args.command}: error: cannot write{where}: {exc.strerror or exc}")
         return EXIT_INPUT
     except KeyboardInterrupt as exc:  # every temporary file and work directory is gone by now
         terminated = isinstance(exc, Terminated)
-        print(f"streamer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        _say(f"streamer {args.command}: {'terminated' if terminated else 'interrupted'}")
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     finally:
         if not done:

@@ -245,3 +245,13 @@ def test_an_empty_path_is_refused_not_taken_as_the_working_directory(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "expected a path, got an empty one" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_an_error_keeps_its_exit_code_when_stderr_cannot_take_the_line(tmp_path: Path) -> None:
+    """stderr on a full disk (/dev/full): the line is lost, the exit code still says "unusable
+    input" (2), not 1, which scripts read as "gate not passed"."""
+    with open("/dev/full", "w") as full:
+        process = subprocess.run([sys.executable, "-m", "streamer", "reconstruct", "--manifest-10b", "nope.json"],
+                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=full, timeout=60)
+    assert process.returncode == 2 and process.stdout == b""
