@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"streamer {args.command}: error: {exc}")
         return exc.exit_code
     except OSError as exc:  # an output that cannot be written (inputs raise InputError first)
-        where = f" {exc.filename}" if exc.filename else ""
+        where = f" {exc.filename}" if exc.filename else f" in {_output_places(args)}"
         _say(f"streamer {args.command}: error: cannot write{where}: {exc.strerror or exc}")
         return EXIT_INPUT
     except KeyboardInterrupt as exc:  # every temporary file and work directory is gone by now
@@ -390,6 +390,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 #: --out and --state outlive a failed start on purpose: they are its state.
 _OUTPUTS = {"analyze": ("output_manifest", "output_report"), "reconstruct": ("output_rows", "manifest_10c"),
             "run": ("output_rows", "manifest_10c", "output_manifest", "output_report"), "demo": ("out",)}
+
+
+def _output_places(args: argparse.Namespace) -> str:
+    """Where the command writes (its outputs' directories, where its work files go too), for an
+    error that names no file (a full disk under a work file). Cost: O(outputs)."""
+    if args.command == "follow":
+        places = {str(args.out), str(args.state or Path(args.out) / ".state")}
+    else:
+        places = {str(Path(getattr(args, name)) if args.command == "demo" else Path(getattr(args, name)).parent)
+                  for name in _OUTPUTS.get(args.command, ())}
+    return ", ".join(sorted(places))
 
 
 def _directories_to_make(args: argparse.Namespace) -> list[Path]:

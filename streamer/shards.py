@@ -165,6 +165,7 @@ class Helpers:
         Cost: blocks until every helper has ended, then O(result bytes); raises as below.
 
         :raises InputError: when a helper could not read an input (the same one-line error).
+        :raises OSError: when a helper could not write (its work files: a full disk, say).
         :raises HelperError: when a helper failed otherwise or died.
         """
         results = []
@@ -177,6 +178,8 @@ class Helpers:
                 status, value = pickle.load(handle)
             if status == "input_error":
                 raise InputError(value)
+            if status == "os_error":
+                raise OSError(*value)
             if status != "ok":
                 raise HelperError(f"analysis helper {process.name} failed: {value}")
             results.append(value)
@@ -218,6 +221,8 @@ def _helper_main(target: Callable[..., Any], args: tuple[Any, ...], result_path:
         outcome: tuple[str, Any] = ("ok", target(*args))
     except InputError as exc:
         outcome = ("input_error", str(exc))
+    except OSError as exc:  # (a full disk under its work files: the driver reports it as its own)
+        outcome = ("os_error", (exc.errno, exc.strerror or str(exc), exc.filename))
     except BaseException as exc:  # reported by the driver; a helper prints no traceback
         outcome = ("error", f"{type(exc).__name__}: {exc}")
     temp = result_path.with_suffix(".tmp")

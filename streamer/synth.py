@@ -693,17 +693,16 @@ class _Generator:
                         break
                     self._ws_row(self.last_written_us + rng.randint(0, 120_000), payload)
             self._finish_rest()
-        except BaseException:  # (an interrupt as well): no unfinished file under a capture's name
+            self.ws_writer.close()
+            self.rest_writer.close()
+            # Every named file exists, even when the capture was too short to reach it.
+            for path in self.ws_paths[self.ws_index + 1:] + self.rest_paths[self.rest_index + 1:]:
+                self.ws_writer = _LineWriter(path, shape.gzip)
+                self.ws_writer.close()
+        except BaseException:  # (an interrupt, a full disk): no unfinished file under a capture's name
             self.ws_writer.abort()
             self.rest_writer.abort()
             raise
-        self.ws_writer.close()
-        self.rest_writer.close()
-        # Every named file exists, even when the capture was too short to reach it.
-        for path in self.ws_paths[self.ws_index + 1:]:
-            _LineWriter(path, shape.gzip).close()
-        for path in self.rest_paths[self.rest_index + 1:]:
-            _LineWriter(path, shape.gzip).close()
         return Capture(
             manifest_10b=self.out_dir / "manifest_10b.json",
             ws_files=list(self.ws_paths),

@@ -255,3 +255,22 @@ def test_an_error_keeps_its_exit_code_when_stderr_cannot_take_the_line(tmp_path:
         process = subprocess.run([sys.executable, "-m", "streamer", "reconstruct", "--manifest-10b", "nope.json"],
                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=full, timeout=60)
     assert process.returncode == 2 and process.stdout == b""
+
+
+def test_a_write_error_that_names_no_file_names_where_the_command_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk under a work file (spools, spill runs) raises an OSError without a file name:
+    the line still says where (the outputs' directories, where the work files are)."""
+    import errno
+
+    from streamer import batch
+
+    def full(_config: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(batch, "run", full)
+    code = cli.main(["run", "--manifest-10b", "m.json", "--output-rows", "out/rows.gz", "--manifest-10c", "out/10c.json",
+                     "--output-manifest", "report/m.json", "--output-report", "report/r.md"])
+    assert code == 2
+    assert capsys.readouterr().err == "streamer run: error: cannot write in out, report: No space left on device\n"

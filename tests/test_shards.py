@@ -4,6 +4,7 @@ outputs equal to a single process's whatever the number of workers."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -96,6 +97,10 @@ def _raises(out_dir: Path) -> None:
     raise ValueError("broken")
 
 
+def _disk_full(out_dir: Path) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def _dies(out_dir: Path) -> None:
     os._exit(3)
 
@@ -118,13 +123,17 @@ def test_no_jobs_start_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("target, error, message", [
     (_raises_input_error, InputError, "cannot read ws.jsonl.gz: No such file or directory"),
     (_raises, HelperError, "failed: ValueError: broken"),
+    # a write that failed is the driver's write error (the CLI's "cannot write ..."), not a helper's failure
+    (_disk_full, OSError, "No space left on device"),
     (_dies, HelperError, "died (exit code 3)"),
 ])
 def test_a_failing_helper_is_one_clear_error(tmp_path: Path, target: Any, error: type, message: str) -> None:
-    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")) as raised:
         with shards.Helpers(target, [()], tmp_path) as helpers:
             helpers.results()
     assert list(tmp_path.iterdir()) == []
+    if error is OSError:
+        assert not isinstance(raised.value, HelperError) and raised.value.errno == errno.ENOSPC
 
 
 # -- outputs equal whatever the number of workers ---------------------------------------------

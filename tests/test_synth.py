@@ -332,3 +332,22 @@ def test_interrupted_generation_leaves_no_partial_file_under_a_capture_name(
         assert gzip.decompress(data).endswith(b"\n")  # a whole gzip stream, its last line complete
     assert earlier.ws_files[2].read_bytes() == before["ws-002.jsonl.gz"]  # the unfinished one kept the old
     assert earlier.ws_files[0].read_bytes() != before["ws-000.jsonl.gz"]  # (seed 4's, finished)
+
+
+def test_a_write_that_fails_while_closing_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk shows when the last bytes are written (the gzip trailer, at close)."""
+    from streamer import synth
+    original = synth._LineWriter.close
+    closes = 0
+
+    def close(self: Any) -> None:
+        nonlocal closes
+        closes += 1
+        if closes == 2:
+            raise OSError(28, "No space left on device")
+        original(self)
+
+    monkeypatch.setattr(synth._LineWriter, "close", close)
+    with pytest.raises(OSError):
+        generate_capture(tmp_path, CaptureShape(ws_lines=300, ws_files=2), seed=1)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ws-000.jsonl.gz"]  # finished before the failure
