@@ -30,12 +30,12 @@ def _analysis_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _say(message: str) -> None:
-    """One line on stderr. A stderr that cannot take it (closed, a full disk) must not change the
-    exit code: the line is dropped. Cost: O(len(message))."""
+    """One line on stderr, a line break in a name it quotes escaped (``\\n``). A stderr that cannot
+    take it (closed, a full disk) must not change the exit code: the line is dropped. Cost: O(len(message))."""
     if sys.stderr is None:
         return
     try:
-        print(message, file=sys.stderr, flush=True)
+        print(message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr, flush=True)
     except (OSError, ValueError):  # (ValueError: a closed file object)
         pass
 

@@ -274,3 +274,12 @@ def test_a_write_error_that_names_no_file_names_where_the_command_writes(
                      "--output-manifest", "report/m.json", "--output-report", "report/r.md"])
     assert code == 2
     assert capsys.readouterr().err == "streamer run: error: cannot write in out, report: No space left on device\n"
+
+
+def test_a_line_break_in_a_file_name_keeps_the_error_on_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("m.json").write_text(json.dumps({"output_files": [{"path": "capture/ws\njsonl", "kind": "raw_websocket_messages"}]}))
+    assert cli.main(["reconstruct", "--manifest-10b", "m.json", "--output-rows", "o/r.gz", "--output-manifest", "o/c.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("streamer reconstruct: error: cannot read capture/ws\\njsonl: "), err
