@@ -233,14 +233,19 @@ class Reconstructor:
                 if type(stamp) is not int:  # _millis, inline: once per price_change row
                     stamp = int(stamp) if type(stamp) is str and stamp.isdigit() and stamp.isascii() else None
                 entries = item.get("price_changes")
-                if type(entries) is list:
+                usable = type(entries) is list
+                if usable:
                     self._changes(None, entries, stamp, touched, position)
                 entries = item.get("changes")
                 if type(entries) is list and item.get("asset_id") is not None:
                     self._changes(str(item["asset_id"]), entries, stamp, touched, position)
+                    usable = True
+                if not usable:  # no list of entries in either form (or the older one without its token)
+                    self.anomalies.add("bad_price_change", self._where(position))
             elif event_type == "book":
                 token = item.get("asset_id")
                 if token is None:
+                    self.anomalies.add("bad_book", self._where(position))
                     continue
                 sides = book_sides(item)
                 if sides is None:
@@ -295,6 +300,7 @@ class Reconstructor:
             if name is None:
                 name = entry.get("asset_id")
                 if name is None:
+                    self.anomalies.add("bad_price_change_entry", self._where(position))
                     continue
                 if type(name) is not str:
                     name = str(name)

@@ -515,6 +515,15 @@ def test_every_anomaly_is_counted_and_located(workdir: Path) -> None:
         ws(16.5, 15, [{k: v for k, v in book().items() if k != "asks"},  # 15 bad_book x2: a side missing,
                       book(bids={"price": "0.4", "size": "1"})]),            # a side not a list
         ws(17, 16, change(NO, "0.2", "4", "BUY")) | {"received_at_utc": None},  # 16 ws_row_without_receive_time
+        # after the last checkpoint: what follows changes no comparison row
+        ws(18, 17, {"event_type": "price_change", "market": CID, "price_changes": "oops"}),  # 17-19 bad_price_change:
+        ws(19, 18, {"event_type": "price_change", "market": CID, "timestamp": "1776618001000"}),  # entries not a list,
+        ws(20, 19, {"event_type": "price_change", "asset_id": None,                               # none, the older form
+                    "changes": [{"price": "0.4", "size": "1", "side": "BUY"}]}),                 # without its token
+        ws(21, 20, {"event_type": "price_change", "market": CID,                     # 20 bad_price_change_entry: no token
+                    "price_changes": [{"price": "0.4", "size": "1", "side": "BUY"}]}),
+        ws(22, 21, {"event_type": "book", "market": CID, "bids": [], "asks": []}),  # 21 bad_book: no token
+        ws(23, 22, {"event_type": "price_change", "market": CID, "price_changes": []}),  # 22 nothing to apply: fine
     ]
     rest_rows = [
         rest(17, 1, summary(), 5, {"market": "m"}, summary("4444", market="0xdead")),  # 2 bad_book_summary
@@ -532,11 +541,12 @@ def test_every_anomaly_is_counted_and_located(workdir: Path) -> None:
         "crossed_book": (1, [f"{ws_file}:7 {YES}"]),
         "price_change_without_book": (1, [f"{ws_file}:8"]),
         "unknown_event_type:weird": (1, [f"{ws_file}:9"]),
-        "bad_price_change_entry": (4, [f"{ws_file}:10"] * 4),
+        "bad_price_change_entry": (5, [f"{ws_file}:10"] * 4 + [f"{ws_file}:20"]),
+        "bad_price_change": (3, [f"{ws_file}:17", f"{ws_file}:18", f"{ws_file}:19"]),
         "bad_level": (2, [f"{ws_file}:11", f"{rest_file}:4"]),  # one per book holding bad levels
         "untyped_object": (2, [f"{ws_file}:12", f"{ws_file}:13"]),
         "bad_book_summary": (4, [f"{rest_file}:1", f"{rest_file}:1", f"{rest_file}:5", f"{rest_file}:5"]),
-        "bad_book": (2, [f"{ws_file}:15", f"{ws_file}:15"]),
+        "bad_book": (3, [f"{ws_file}:15", f"{ws_file}:15", f"{ws_file}:21"]),
         "ws_row_without_receive_time": (1, [f"{ws_file}:16"]),
         "rest_token_not_seen_on_websocket": (1, [f"{rest_file}:1 4444"]),
         "rejected_rest_row": (2, [f"{rest_file}:2", f"{rest_file}:3"]),
