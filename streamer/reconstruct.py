@@ -99,6 +99,13 @@ def comparison_row_count(row: dict[str, Any]) -> int:
     return 0 if summaries is None else sum(1 for summary in summaries if is_book_summary(summary))
 
 
+#: Anomalies that leave input unused (a row, an item, an entry, a level): named on stderr as well.
+SKIPPING_ANOMALIES = ("bad_book", "bad_book_summary", "bad_level", "bad_price_change", "bad_price_change_entry",
+                      "rejected_rest_row", "rest_row_without_receive_time", "untyped_object")
+#: Locations of each named on stderr (the manifest keeps more).
+SKIPPED_SHOWN = 5
+
+
 class Anomalies:
     """Feed faults by name: complete counts and the first :data:`ANOMALY_LOCATIONS` places."""
 
@@ -446,10 +453,17 @@ class Reconstructor:
 
         Cost: O(tokens). Raises nothing.
         """
+        lines = []
         if self.comparison_rows and not any(state.book is not None for state in self.tokens.values()):
-            return ["no websocket row gave any token a book: every comparison row is no_local_book, so the "
-                    "gates say nothing about reconstruction (is the websocket input the capture?)"]
-        return []
+            lines.append("no websocket row gave any token a book: every comparison row is no_local_book, so the "
+                         "gates say nothing about reconstruction (is the websocket input the capture?)")
+        for name in SKIPPING_ANOMALIES:  # input left unused: said here too, not only in the manifest
+            count = self.anomalies.counts.get(name, 0)
+            if count:
+                shown = self.anomalies.locations[name][:SKIPPED_SHOWN]
+                more = ", ..." if count > len(shown) else ""
+                lines.append(f"skipped {count} ({name}, in the 10C manifest's anomalies): {', '.join(shown)}{more}")
+        return lines
 
     def gate(self) -> str:
         """The 10C gate: PASS when every comparison matched, DIVERGENT otherwise, or NO_CHECKPOINTS.

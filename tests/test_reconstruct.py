@@ -789,7 +789,9 @@ def test_gate_values(workdir: Path, run_cli: Callable[..., Any], rest_rows: list
     assert result.code == 0
     assert result.stdout == [f"RECONSTRUCTION_ROWS={ROWS}", f"RECONSTRUCTION_MANIFEST={MANIFEST_10C}",
                              f"RECONSTRUCTION_GATE={gate}"]
-    assert result.stderr == []
+    rejected = rest_rows is not None and rest_rows[0].get("http_status") == 404
+    assert result.stderr == ([f"streamer reconstruct: warning: skipped 1 (rejected_rest_row, in the 10C manifest's "
+                              "anomalies): capture/rest-0.jsonl:1"] if rejected else [])
     manifest_10c = read_manifest()
     assert manifest_10c["gate_status"] == gate
     assert_consistent(read_rows(), manifest_10c)
@@ -941,3 +943,24 @@ def test_json_number_size_is_read_through_its_text(workdir: Path) -> None:
     [row], _ = reconstruct_ok(manifest)
     assert row == oracle.reconstruct(Path(manifest))[0]
     assert row["comparison_status"] == "match"
+
+
+def test_input_an_anomaly_leaves_unused_is_named_on_stderr_too(workdir: Path) -> None:
+    """The bad-input rule: what is skipped is counted in the manifest and named on stderr (one
+    line per anomaly, its first places); faults that are applied anyway (duplicates, stale
+    entries, crossed books) stay in the manifest only."""
+    ws_rows = [ws(1, 1, [book()]), ws(1.5, 2, {"event_type": "book", "market": CID, "bids": [], "asks": []}),
+               ws(2, 3, change(YES, "0.6", "10", "BUY"))] + [
+        ws(3 + n / 10, 4 + n, {"event_type": "price_change", "market": CID}) for n in range(7)]
+    rest_rows = [rest(2.5, 1, status=404) | {"json": {"error": "x"}}, rest(12, 2, summary())]
+    manifest = write_capture([ws_rows], [rest_rows])
+    code, _out, err = reconstruct_cli(manifest, ROWS, MANIFEST_10C)
+    assert code == 0
+    ws_file, rest_file = "capture/ws-0.jsonl", "capture/rest-0.jsonl"
+    places = ", ".join(f"{ws_file}:{line}" for line in range(4, 9))
+    assert err == [
+        f"streamer reconstruct: warning: skipped 1 (bad_book, in the 10C manifest's anomalies): {ws_file}:2",
+        f"streamer reconstruct: warning: skipped 7 (bad_price_change, in the 10C manifest's anomalies): {places}, ...",
+        f"streamer reconstruct: warning: skipped 1 (rejected_rest_row, in the 10C manifest's anomalies): {rest_file}:1",
+    ]
+    assert "crossed_book" in read_manifest()["anomalies"]
