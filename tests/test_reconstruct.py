@@ -790,7 +790,7 @@ def test_gate_values(workdir: Path, run_cli: Callable[..., Any], rest_rows: list
     assert result.stdout == [f"RECONSTRUCTION_ROWS={ROWS}", f"RECONSTRUCTION_MANIFEST={MANIFEST_10C}",
                              f"RECONSTRUCTION_GATE={gate}"]
     rejected = rest_rows is not None and rest_rows[0].get("http_status") == 404
-    assert result.stderr == ([f"streamer reconstruct: warning: skipped 1 (rejected_rest_row, in the 10C manifest's "
+    assert result.stderr == (["streamer reconstruct: warning: skipped 1 (rejected_rest_row, in the 10C manifest's "
                               "anomalies): capture/rest-0.jsonl:1"] if rejected else [])
     manifest_10c = read_manifest()
     assert manifest_10c["gate_status"] == gate
