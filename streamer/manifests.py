@@ -215,17 +215,31 @@ def iter_divergence_rows(path: Path, key: str = "divergence_rows") -> Iterator[d
         yield from ijson.items(handle, f"{key}.item", use_float=True)
 
 
-def markets_by_token(manifest: Manifest) -> dict[str, dict[str, Any]]:
+class MarketLabels(dict):  # type: ignore[type-arg]
+    """``token_id -> labels``, with :attr:`notes` saying what of the ``markets`` list was left out."""
+
+    notes: list[str]
+
+
+def markets_by_token(manifest: Manifest) -> MarketLabels:
     """``token_id -> {"market_slug", "condition_id", "outcome"}`` from a 10B ``markets`` list.
 
-    Malformed entries are ignored (the list only labels rows). Cost: O(tokens).
+    Malformed entries are left out (the list only labels rows), and said in the result's
+    ``notes`` (one line each, for stderr). Cost: O(tokens). Raises nothing.
     """
-    labels: dict[str, dict[str, Any]] = {}
+    labels = MarketLabels()
+    labels.notes = []
     markets = manifest.get("markets")
-    if not isinstance(markets, list):
+    if markets is None:  # (optional: rows are then unlabelled, as for unlisted tokens)
         return labels
+    if not isinstance(markets, list):
+        labels.notes.append(f"the 10B manifest's markets is not a list (a JSON {_json_type(markets)}): "
+                            "no comparison row gets market labels")
+        return labels
+    left_out = 0
     for market in markets:
         if not isinstance(market, dict) or not isinstance(market.get("tokens"), list):
+            left_out += 1
             continue
         for token in market["tokens"]:
             if isinstance(token, dict) and token.get("token_id") is not None:
@@ -234,4 +248,14 @@ def markets_by_token(manifest: Manifest) -> dict[str, dict[str, Any]]:
                     "condition_id": market.get("condition_id"),
                     "outcome": token.get("outcome"),
                 }
+            else:
+                left_out += 1
+    if left_out:
+        labels.notes.append(f"{left_out} entr{'y' if left_out == 1 else 'ies'} of the 10B manifest's markets "
+                            "(a market without a tokens list, or a token without token_id) left out: rows of "
+                            "their tokens get no market labels")
     return labels
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "value")

@@ -453,7 +453,7 @@ class Reconstructor:
 
         Cost: O(tokens). Raises nothing.
         """
-        lines = []
+        lines = list(getattr(self.markets, "notes", ()))  # (a follow state saved before notes: a plain dict)
         if self.comparison_rows and not any(state.book is not None for state in self.tokens.values()):
             lines.append("no websocket row gave any token a book: every comparison row is no_local_book, so the "
                          "gates say nothing about reconstruction (is the websocket input the capture?)")

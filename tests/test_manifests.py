@@ -283,12 +283,21 @@ def test_markets_by_token() -> None:
         "102": {"market_slug": "will-a", "condition_id": "0xa", "outcome": "No"},
         "201": {"market_slug": None, "condition_id": "0xb", "outcome": None},
     }
+    # what was left out is said (for stderr): 3 tokens of 0xb, the market 0xc, "not a market"
+    assert markets_by_token(manifest).notes == [
+        "5 entries of the 10B manifest's markets (a market without a tokens list, or a token without token_id) "
+        "left out: rows of their tokens get no market labels"]
 
 
-@pytest.mark.parametrize("markets", [None, {}, "x", 3, []])
-def test_markets_by_token_without_a_list(markets: Any) -> None:
-    assert markets_by_token(manifest_of({"markets": markets})) == {}
-    assert markets_by_token(manifest_of({})) == {}
+@pytest.mark.parametrize("markets, note", [
+    (None, None), ([], None),
+    ({}, "a JSON object"), ("x", "a JSON string"), (3, "a JSON number")])
+def test_markets_by_token_without_a_list(markets: Any, note: str | None) -> None:
+    labels = markets_by_token(manifest_of({"markets": markets}))
+    assert labels == {}
+    assert labels.notes == ([] if note is None else [
+        f"the 10B manifest's markets is not a list ({note}): no comparison row gets market labels"])
+    assert markets_by_token(manifest_of({})) == {} and markets_by_token(manifest_of({})).notes == []
 
 
 # ---------------------------------------------------------------- iter_divergence_rows

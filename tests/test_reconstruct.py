@@ -964,3 +964,16 @@ def test_input_an_anomaly_leaves_unused_is_named_on_stderr_too(workdir: Path) ->
         f"streamer reconstruct: warning: skipped 1 (rejected_rest_row, in the 10C manifest's anomalies): {rest_file}:1",
     ]
     assert "crossed_book" in read_manifest()["anomalies"]
+
+
+def test_a_markets_list_that_labels_nothing_is_said_on_stderr(workdir: Path) -> None:
+    """A 10B ``markets`` that is not a list left every row unlabelled with nothing said."""
+    manifest = write_capture([[ws(1, 1, [book()])]], [[rest(2, 1, summary())]])
+    document = json.loads(Path(manifest).read_text())
+    document["markets"] = {"not": "a list"}
+    Path(manifest).write_text(json.dumps(document))
+    code, _out, err = reconstruct_cli(manifest)
+    assert code == 0
+    assert err == ["streamer reconstruct: warning: the 10B manifest's markets is not a list (a JSON object): "
+                   "no comparison row gets market labels"]
+    assert read_rows()[0]["market"]["market_slug"] is None
