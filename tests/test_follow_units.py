@@ -77,6 +77,15 @@ def _config(**overrides: Any) -> FollowConfig:
     return FollowConfig(**values)
 
 
+def _plain_capture(root: Path) -> None:
+    """``cap/``: one plain websocket file and one plain REST file of a short capture, and their 10B manifest."""
+    ws, rest, source = _capture(root, seed=3, ws_lines=100)
+    (root / "cap").mkdir()
+    (root / "cap" / "ws-0001.jsonl").write_bytes(b"".join(ws))
+    (root / "cap" / "rest-0001.jsonl").write_bytes(b"".join(rest))
+    _manifest(root, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+
+
 def _run(root: Path) -> Path:
     code = cli.main(["run", "--manifest-10b", "cap/manifest_10b.json", "--output-rows", f"batch/{OUTPUTS[0]}",
                      "--manifest-10c", f"batch/{OUTPUTS[1]}", "--output-manifest", f"batch/{OUTPUTS[2]}",
@@ -757,11 +766,7 @@ def test_skipped_lines_are_reported_once_as_by_run(workdir: Path, capsys: pytest
                                                ("cap/[wm]*", "cap/rest*", "matches the 10B manifest")])
 def test_globs_that_overlap_or_match_the_manifest_are_refused(workdir: Path, ws: str, rest: str, message: str,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    _ws, _rest, source = _capture(workdir, seed=3, ws_lines=100)
-    (workdir / "cap").mkdir()
-    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(_ws))
-    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(_rest))
-    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    _plain_capture(workdir)
     code = cli.main(["follow", "--ws", ws, "--rest", rest, "--manifest-10b", "cap/manifest_10b.json",
                      "--out", "out", "--exit-when-idle", "0.5"])
     err = capsys.readouterr().err
@@ -828,19 +833,11 @@ def test_a_glob_that_matches_nothing_is_said_at_start(workdir: Path, capsys: pyt
 def test_an_input_manifest_that_is_one_of_follows_outputs_is_refused(workdir: Path, flag: str, output: str,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """follow would publish over it at exit: the input destroyed (run and analyze refuse it too)."""
-    _ws, _rest, source = _capture(workdir, seed=3, ws_lines=100)
-    (workdir / "cap").mkdir()
-    (workdir / "cap" / "ws-0001.jsonl").write_bytes(b"".join(_ws))
-    (workdir / "cap" / "rest-0001.jsonl").write_bytes(b"".join(_rest))
-    _manifest(workdir, source, ["cap/ws-0001.jsonl"], ["cap/rest-0001.jsonl"])
+    _plain_capture(workdir)
     (workdir / "out").mkdir()
-    manifests = {"--manifest-10b": "cap/manifest_10b.json"}
-    if flag == "--manifest-10b":
-        manifests[flag] = "out/" + output
-        (workdir / "out" / output).write_bytes((workdir / "cap" / "manifest_10b.json").read_bytes())
-    else:
-        manifests[flag] = "out/" + output
-        (workdir / "out" / output).write_text('{"gate_status": "PRIOR"}')
+    manifests = {"--manifest-10b": "cap/manifest_10b.json", flag: "out/" + output}
+    (workdir / "out" / output).write_bytes((workdir / "cap" / "manifest_10b.json").read_bytes()
+                                           if flag == "--manifest-10b" else b'{"gate_status": "PRIOR"}')
     before = (workdir / "out" / output).read_bytes()
     code = cli.main(["follow", "--ws", "cap/ws*", "--rest", "cap/rest*", *[item for pair in manifests.items() for item in pair],
                      "--out", "out", "--exit-when-idle", "0.3", "--poll", "0.05"])
