@@ -1351,6 +1351,7 @@ class Follower:
                                    "status": str(self.out / STATUS_NAME), "segments": self.segments}}
         outcome = batch.finish_run(final.session, run_config, m10b, optional, ws_inputs, rest_inputs, rows,
                                    problems, final.started, fix_10c=names.json, extra_fields=extra_fields)
+        outcome.warnings = [names.text(warning) for warning in outcome.warnings]  # (their places name files)
         final_manifest = self.out / MANIFEST_NAME
         with open(temp_manifest, "rb") as source, AtomicFile(final_manifest) as target:
             for line in source:

@@ -99,11 +99,13 @@ def comparison_row_count(row: dict[str, Any]) -> int:
     return 0 if summaries is None else sum(1 for summary in summaries if is_book_summary(summary))
 
 
-#: Anomalies that leave input unused (a row, an item, an entry, a level): named on stderr as well.
-SKIPPING_ANOMALIES = ("bad_book", "bad_book_summary", "bad_level", "bad_price_change", "bad_price_change_entry",
-                      "rejected_rest_row", "rest_row_without_receive_time", "untyped_object")
-#: Locations of each named on stderr (the manifest keeps more).
-SKIPPED_SHOWN = 5
+#: Anomalies that leave input unused (a row, an item, an entry, a level): "skipped" on stderr; the
+#: others are feed faults applied as SPEC section 3 says ("found").
+SKIPPING_ANOMALIES = frozenset({"bad_book", "bad_book_summary", "bad_level", "bad_price_change",
+                                "bad_price_change_entry", "rejected_rest_row", "rest_row_without_receive_time",
+                                "untyped_object"})
+#: Locations of each anomaly named on stderr (the manifest keeps more).
+ANOMALY_SHOWN = 5
 
 
 class Anomalies:
@@ -449,20 +451,21 @@ class Reconstructor:
         return result
 
     def warnings(self) -> list[str]:
-        """What a user must know before trusting a gate: one line each (none when all is well).
+        """What a user must know before trusting a gate: one line each (none when all is well):
+        the markets that label nothing, a websocket input that gave no book, and every anomaly
+        (count and first places), input it skipped or feed faults it applied.
 
-        Cost: O(tokens). Raises nothing.
+        Cost: O(tokens + anomaly kinds). Raises nothing.
         """
         lines = list(getattr(self.markets, "notes", ()))  # (a follow state saved before notes: a plain dict)
         if self.comparison_rows and not any(state.book is not None for state in self.tokens.values()):
             lines.append("no websocket row gave any token a book: every comparison row is no_local_book, so the "
                          "gates say nothing about reconstruction (is the websocket input the capture?)")
-        for name in SKIPPING_ANOMALIES:  # input left unused: said here too, not only in the manifest
-            count = self.anomalies.counts.get(name, 0)
-            if count:
-                shown = self.anomalies.locations[name][:SKIPPED_SHOWN]
-                more = ", ..." if count > len(shown) else ""
-                lines.append(f"skipped {count} ({name}, in the 10C manifest's anomalies): {', '.join(shown)}{more}")
+        for name, count in sorted(self.anomalies.counts.items()):  # said here too, not only in the manifest
+            shown = self.anomalies.locations.get(name, [])[:ANOMALY_SHOWN]
+            more = ", ..." if count > len(shown) else ""
+            verb = "skipped" if name in SKIPPING_ANOMALIES else "found"
+            lines.append(f"{verb} {count} ({name}, in the 10C manifest's anomalies): {', '.join(shown)}{more}")
         return lines
 
     def gate(self) -> str:

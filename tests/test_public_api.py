@@ -107,7 +107,8 @@ def test_a_reader_of_stdout_gone_is_no_error(tmp_path: Path, command: str, close
         process.stdout.close()  # before the command prints: its first line meets a closed pipe
     stderr = process.communicate(timeout=120)[1]
     assert process.returncode == 0
-    assert stderr == ""
+    # nothing but the feed faults the capture holds (the demo's is made to have some)
+    assert all(line.startswith(f"streamer {command}: warning: ") for line in stderr.splitlines()), stderr
     assert (tmp_path / ("d/derived" if command == "demo" else "c.json")).exists()
 
 

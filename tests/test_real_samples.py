@@ -51,11 +51,12 @@ def reconstruct_case() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     manifest_10c = read_manifest(MANIFEST_10C)
     assert out == [f"RECONSTRUCTION_ROWS={ROWS}", f"RECONSTRUCTION_MANIFEST={MANIFEST_10C}",
                    f"RECONSTRUCTION_GATE={manifest_10c['gate_status']}"]
-    # stderr names only the input the manifest says was left unused (e.g. REST error replies)
-    assert err == [f"streamer reconstruct: warning: skipped {manifest_10c['anomalies'][name]['count']} ({name}, in the "
-                   f"10C manifest's anomalies): {', '.join(manifest_10c['anomalies'][name]['first'][:5])}"
-                   + (", ..." if manifest_10c["anomalies"][name]["count"] > 5 else "")
-                   for name in SKIPPING_ANOMALIES if name in manifest_10c["anomalies"]]
+    # stderr names every anomaly of the manifest, its count and first places (input skipped, or feed faults found)
+    found = manifest_10c["anomalies"]
+    assert err == [f"streamer reconstruct: warning: {'skipped' if name in SKIPPING_ANOMALIES else 'found'} "
+                   f"{found[name]['count']} ({name}, in the 10C manifest's anomalies): "
+                   f"{', '.join(found[name]['first'][:5])}" + (", ..." if found[name]["count"] > 5 else "")
+                   for name in sorted(found)]
     return read_rows(ROWS), manifest_10c
 
 

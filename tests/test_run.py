@@ -455,11 +455,11 @@ def test_a_websocket_input_that_builds_no_book_is_said_on_stderr(workdir: Path, 
     flags = {"run": ["--manifest-10c", "o/c.json", "--output-manifest", "o/m.json", "--output-report", "o/r.md"],
              "reconstruct": ["--output-manifest", "o/c.json"]}[command]
     good = cli.main([command, "--manifest-10b", str(capture.manifest_10b), "--output-rows", "o/r.gz", *flags])
-    assert good in (0, 1) and "warning" not in capsys.readouterr().err
+    assert good in (0, 1) and "no websocket row gave" not in capsys.readouterr().err
     capture.ws_files[0].write_bytes(gzip.compress(b"PONG\n" * 50))
     cli.main([command, "--manifest-10b", str(capture.manifest_10b), "--output-rows", "o/r.gz", *flags])
     err = capsys.readouterr().err.splitlines()
-    assert f"streamer {command}: warning: no websocket row gave any token a book" in err[-1]
+    assert any(line.startswith(f"streamer {command}: warning: no websocket row gave any token a book") for line in err)
 
 
 @pytest.mark.parametrize("flags, noted", [
