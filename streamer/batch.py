@@ -753,7 +753,13 @@ def _reconstruction_inputs(config: ReconstructConfig) -> tuple[Any, list[InputSt
     ws_names = m10b.files(KIND_WS)
     if not ws_names:
         raise InputError(f"manifest {m10b.name} names no {KIND_WS} file")
-    return m10b, _stats(ws_names, KIND_WS), _stats(m10b.files(KIND_REST), KIND_REST)
+    ws_inputs, rest_inputs = _stats(ws_names, KIND_WS), _stats(m10b.files(KIND_REST), KIND_REST)
+    for ws in ws_inputs:  # (read as both, REST summaries pass for books and every comparison matches)
+        for rest in rest_inputs:
+            if os.path.samefile(ws.path, rest.path):
+                raise InputError(f"manifest {m10b.name} names {rest.name} as a {KIND_REST} file and "
+                                 f"{ws.name} as a {KIND_WS} file: they are one file")
+    return m10b, ws_inputs, rest_inputs
 
 
 def _rows_pass(session: RunSession, config: ReconstructConfig, ws_inputs: list[InputStats],

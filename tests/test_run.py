@@ -209,7 +209,7 @@ def test_run_reads_prior_manifests_at_their_default_paths(workdir: Path) -> None
     assert (gates["10bc"], gates["orchestrator_review"]) == ("FULL_FIDELITY_SAMPLE_PASS", "REVIEWED")
 
 
-@pytest.mark.parametrize("case", ["no_manifest", "missing_ws", "missing_10bc"])
+@pytest.mark.parametrize("case", ["no_manifest", "missing_ws", "missing_10bc", "one_file_both_kinds"])
 def test_run_unusable_input_exits_2_and_writes_nothing(workdir: Path, run_cli: Callable[..., Any], case: str) -> None:
     manifest = write_capture([[ws(1, 1, [book()])]], [[rest(2, 1, summary())]])
     argv = ["run", "--manifest-10b", manifest, "--output-rows", OUT["rows"], "--manifest-10c", OUT["manifest_10c"],
@@ -218,12 +218,19 @@ def test_run_unusable_input_exits_2_and_writes_nothing(workdir: Path, run_cli: C
         argv[2] = "capture/nope.json"
     elif case == "missing_ws":
         Path("capture/ws-0.jsonl").unlink()
+    elif case == "one_file_both_kinds":  # (REST summaries read as books: every comparison a match)
+        document = json.loads(Path(manifest).read_text())
+        document["output_files"].append({"path": "./capture/rest-0.jsonl", "kind": "raw_websocket_messages"})
+        Path(manifest).write_text(json.dumps(document))
     else:
         argv += ["--manifest-10bc", "prior/absent.json"]
     result = run_cli(*argv)
     assert result.code == 2
     assert result.stdout == []
     assert len(result.stderr) == 1 and result.stderr[0].startswith("streamer run: error: ")
+    if case == "one_file_both_kinds":
+        assert result.stderr[0].endswith("names capture/rest-0.jsonl as a rest_books_checkpoints file and "
+                                         "./capture/rest-0.jsonl as a raw_websocket_messages file: they are one file")
     assert not Path("out").exists()
 
 
