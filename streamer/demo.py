@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from . import batch
 from .synth import CaptureShape, generate_capture
+from .writer import write_atomic
 
 
 def run_demo(out: Path, *, seed: int = 2026, ws_lines: int = 6000) -> tuple[batch.RunConfig, batch.Outcome]:
@@ -36,21 +36,11 @@ def run_demo(out: Path, *, seed: int = 2026, ws_lines: int = 6000) -> tuple[batc
     prior = {"manifest_10bc": out / "manifests" / "checkpoint_010bc_full_fidelity_sample_and_reconstruction.json",
              "orchestrator_review": out / "manifests" / "checkpoint_010bc_orchestrator_review.json"}
     for path in prior.values():  # so that `streamer analyze`, which requires them, runs on the demo too
-        _write_json(path, {"gate_status": DEMO_PRIOR_GATE,
-                           "note": "written by streamer demo: a synthetic capture has no earlier checkpoint"})
+        write_atomic(path, json.dumps({"gate_status": DEMO_PRIOR_GATE, "note": "written by streamer demo: a "
+                                       "synthetic capture has no earlier checkpoint"}, indent=2).encode() + b"\n")
     config = batch.RunConfig(manifest_10b=capture.manifest_10b, **outputs, **prior)
     return config, batch.run(config)
 
 
 #: The gate of the 10BC manifest and the orchestrator review the demo writes (no review took place).
 DEMO_PRIOR_GATE = "SYNTHETIC_DEMO_NOT_REVIEWED"
-
-
-def _write_json(path: Path, value: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(json.dumps(value, indent=2) + "\n")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)

@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from .writer import write_atomic
+
 __all__ = ("CaptureShape", "Capture", "generate_capture", "main")
 
 
@@ -697,7 +699,7 @@ class _Generator:
             self.rest_writer.close()
             # Every named file exists, even when the capture was too short to reach it.
             for path in self.ws_paths[self.ws_index + 1:] + self.rest_paths[self.rest_index + 1:]:
-                self.ws_writer = _LineWriter(path, shape.gzip)
+                self.ws_writer = _LineWriter(path, shape.gzip)  # (held there: a failure aborts it below)
                 self.ws_writer.close()
         except BaseException:  # (an interrupt, a full disk): no unfinished file under a capture's name
             self.ws_writer.abort()
@@ -764,12 +766,7 @@ def generate_capture(out_dir: Path, shape: CaptureShape, seed: int, *, path_base
         ],
         "output_files": output_files,
     }
-    temp = capture.manifest_10b.with_name(f".manifest_10b.json.{os.getpid()}.tmp")
-    try:
-        temp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-        os.replace(temp, capture.manifest_10b)
-    finally:
-        temp.unlink(missing_ok=True)
+    write_atomic(capture.manifest_10b, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     return capture
 
 
