@@ -338,7 +338,10 @@ def _follow(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    config, outcome = run_demo(args.out, seed=args.seed, ws_lines=args.ws_lines)
+    on_terminal = sys.stderr is not None and sys.stderr.isatty()
+    if on_terminal:  # (a large --ws-lines takes a while before run's progress line can start)
+        _say(f"streamer demo: generating {args.ws_lines:,} websocket lines into {args.out / 'capture'}")
+    config, outcome = run_demo(args.out, seed=args.seed, ws_lines=args.ws_lines, progress=on_terminal)
     code = _print_outcome(outcome, [*_run_lines(config, outcome),
                                     f"demo: capture and outputs are in {args.out}/ (open {config.output_report} first)"],
                           "demo")

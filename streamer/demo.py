@@ -10,14 +10,16 @@ from .synth import CaptureShape, generate_capture
 from .writer import write_atomic
 
 
-def run_demo(out: Path, *, seed: int = 2026, ws_lines: int = 6000) -> tuple[batch.RunConfig, batch.Outcome]:
+def run_demo(out: Path, *, seed: int = 2026, ws_lines: int = 6000,
+             progress: bool = False) -> tuple[batch.RunConfig, batch.Outcome]:
     """Generate a capture under ``out/capture`` and run ``streamer run`` on it into ``out``.
 
     Beside the capture it writes a 10BC manifest and an orchestrator review whose gate says no
     review took place (``streamer analyze`` requires both), and passes them to ``run``.
 
     The shape has several markets (YES and NO tokens), recorder drops and REST lag, so that
-    matches, lag-explained and unexplained divergences all appear. Cost: O(ws_lines).
+    matches, lag-explained and unexplained divergences all appear. ``progress`` shows ``run``'s
+    progress line (on a terminal). Cost: O(ws_lines).
     """
     out = Path(out)
     shape = CaptureShape(markets=4, ws_lines=ws_lines, drop_rate=0.004, rest_lag_ms=(-400, 1200),
@@ -38,7 +40,7 @@ def run_demo(out: Path, *, seed: int = 2026, ws_lines: int = 6000) -> tuple[batc
     for path in prior.values():  # so that `streamer analyze`, which requires them, runs on the demo too
         write_atomic(path, json.dumps({"gate_status": DEMO_PRIOR_GATE, "note": "written by streamer demo: a "
                                        "synthetic capture has no earlier checkpoint"}, indent=2).encode() + b"\n")
-    config = batch.RunConfig(manifest_10b=capture.manifest_10b, **outputs, **prior)
+    config = batch.RunConfig(manifest_10b=capture.manifest_10b, **outputs, **prior, progress=progress)
     return config, batch.run(config)
 
 

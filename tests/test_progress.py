@@ -166,3 +166,13 @@ def test_on_a_terminal_progress_goes_to_stderr_and_stdout_keeps_its_lines(tmp_pa
     code, stdout, terminal = _run_with_stderr_on_a_terminal([*args, "--no-progress"], tmp_path)
     assert code in (0, 1) and len(stdout.splitlines()) == len(expected)
     assert terminal == ""
+
+
+def test_demo_on_a_terminal_says_it_generates_then_shows_runs_progress(tmp_path: Path) -> None:
+    """``demo --ws-lines 200000`` was silent for 11 s on a terminal: it says what it generates,
+    then run's progress line follows; stdout keeps its seven lines."""
+    code, stdout, terminal = _run_with_stderr_on_a_terminal(["demo", "--out", "d", "--ws-lines", "3000"], tmp_path)
+    assert code == 0 and len(stdout.splitlines()) == 7
+    lines = terminal.replace("\r\n", "\n").split("\n")
+    assert lines[0] == "streamer demo: generating 3,000 websocket lines into d/capture"
+    assert "MB read (100%), 3,000 websocket lines" in terminal
