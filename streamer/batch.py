@@ -696,6 +696,26 @@ def _websocket_messages(rows_fed: int, problems: InputProblems) -> int:
     return rows_fed + problems.count(MISTYPED_RECEIVED_AT)
 
 
+def file_identity(path: Path) -> object:
+    """What tells one file from another: ``(device, inode)`` of the file at ``path``, or, when
+    there is none yet (or it cannot be reached), its absolute path after symlinks.
+
+    Cost: a stat (and a path resolution). Raises nothing (a symlink loop is taken as written).
+    """
+    try:
+        status = path.stat()
+    except OSError:
+        return _resolved(path)
+    return (status.st_dev, status.st_ino)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except RuntimeError:  # (a symlink loop, which Python 3.11's resolve() raises for)
+        return Path(os.path.abspath(path))
+
+
 def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
     """Refuse, before any work, outputs that could not be written or would destroy something.
 
@@ -707,13 +727,7 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
 
     :raises UsageError: naming the flag and the path.
     """
-    def identity(path: Path) -> object:
-        try:
-            status = path.stat()
-        except OSError:
-            return path.resolve()
-        return (status.st_dev, status.st_ino)
-
+    identity = file_identity
     read = {identity(Path(path)): Path(path) for path in inputs}
     named: dict[object, str] = {}
     probed: set[Path] = set()
@@ -727,7 +741,7 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
         named[key] = flag
         if path.is_dir():
             raise UsageError(f"{flag} {path} is a directory")
-        parent = path.resolve().parent
+        parent = _resolved(path).parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():

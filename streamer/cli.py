@@ -399,19 +399,23 @@ def _output_places(args: argparse.Namespace) -> str:
     """Where the command writes (its outputs' directories, where its work files go too), for an
     error that names no file (a full disk under a work file). Cost: O(outputs)."""
     if args.command == "follow":
-        places = {str(args.out), str(args.state or Path(args.out) / ".state")}
+        places = [args.out, args.state or Path(args.out) / ".state"]
     else:
-        places = {str(Path(getattr(args, name)) if args.command == "demo" else Path(getattr(args, name)).parent)
-                  for name in _OUTPUTS.get(args.command, ())}
-    return ", ".join(sorted(places))
+        places = _output_directories(args)
+    return ", ".join(sorted({str(place) for place in places}))
+
+
+def _output_directories(args: argparse.Namespace) -> list[Path]:
+    """The directory each output of the command goes in (``demo``'s is its ``--out``). Cost: O(outputs)."""
+    return [Path(getattr(args, name)) if args.command == "demo" else Path(getattr(args, name)).parent
+            for name in _OUTPUTS.get(args.command, ())]
 
 
 def _directories_to_make(args: argparse.Namespace) -> list[Path]:
     """The outermost directories the command's outputs need that do not exist yet. Cost: O(outputs x depth)."""
     roots: set[Path] = set()
-    for name in _OUTPUTS.get(args.command, ()):
-        path = Path(getattr(args, name)).absolute()
-        missing = path if args.command == "demo" else path.parent
+    for directory in _output_directories(args):
+        missing = directory.absolute()
         if missing.exists():
             continue
         while not missing.parent.exists():

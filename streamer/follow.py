@@ -236,28 +236,19 @@ class FollowConfig:
             raise UsageError(f"{both[0]} matches both --ws and --rest; give globs that tell the two apart")
         outputs = [Path(self.out) / name for name in (ROWS_NAME, MANIFEST_10C_NAME, MANIFEST_NAME, REPORT_NAME,
                                                       STATUS_NAME)]
+        output_ids = {batch.file_identity(output): output for output in outputs}
         for flag, manifest in (("--manifest-10b", self.manifest_10b), ("--manifest-10bc", self.manifest_10bc),
                                ("--orchestrator-review", self.orchestrator_review)):
-            for output in outputs:
-                if manifest is not None and _same_file(Path(manifest), output):
-                    raise UsageError(f"{flag} {manifest} is follow's own output {output}; writing it would destroy it")
+            output = output_ids.get(batch.file_identity(Path(manifest))) if manifest is not None else None
+            if output is not None:
+                raise UsageError(f"{flag} {manifest} is follow's own output {output}; writing it would destroy it")
+        manifest_id = batch.file_identity(Path(self.manifest_10b))
         for flag, pattern in (("--ws", self.ws), ("--rest", self.rest)):
-            if any(_same_file(Path(name), Path(self.manifest_10b)) for name in glob.glob(pattern)):
+            if any(batch.file_identity(Path(name)) == manifest_id for name in glob.glob(pattern)):
                 raise UsageError(f"{flag} {pattern} matches the 10B manifest {self.manifest_10b}")
-            for output in (ROWS_NAME, MANIFEST_10C_NAME, MANIFEST_NAME, REPORT_NAME, STATUS_NAME):
-                if _glob_matches(pattern, Path(self.out) / output):  # (follow would read what it writes)
-                    raise UsageError(f"{flag} {pattern} would match follow's own output {Path(self.out) / output}")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (the same inode, or the same path after symlinks). Cost: two stats."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # (one does not exist yet, or cannot be reached: compare the names)
-        try:
-            return a.resolve() == b.resolve()
-        except (OSError, RuntimeError):  # (a symlink loop: it is no output of ours)
-            return False
+            for output in outputs:
+                if _glob_matches(pattern, output):  # (follow would read what it writes)
+                    raise UsageError(f"{flag} {pattern} would match follow's own output {output}")
 
 
 def _glob_matches(pattern: str, path: Path) -> bool:

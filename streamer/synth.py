@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from .writer import write_atomic
+from .writer import AtomicFile, write_atomic
 
 __all__ = ("CaptureShape", "Capture", "generate_capture", "main")
 
@@ -112,21 +112,21 @@ class _Clock:
 class _LineWriter:
     """Appends lines to one output file (gzip with mtime 0, or plain), buffering a bounded amount.
 
-    The lines go to a hidden file beside ``path``, renamed to ``path`` by :meth:`close`: an
-    interrupted generation never leaves a shortened file under a capture's name.
+    The file is an :class:`~streamer.writer.AtomicFile`: renamed to ``path`` by :meth:`close`, so
+    an interrupted generation never leaves a shortened file under a capture's name.
     """
 
-    __slots__ = ("path", "lines", "_temp", "_raw", "_out", "_buf", "_size")
+    __slots__ = ("path", "lines", "_file", "_out", "_buf", "_size")
 
     def __init__(self, path: Path, use_gzip: bool) -> None:
         self.path = path
         self.lines = 0
-        self._temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self._raw: BinaryIO = open(self._temp, "wb")
+        self._file = AtomicFile(path)
+        raw: BinaryIO = self._file.handle
         self._out: BinaryIO = (
-            gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)  # type: ignore[assignment]
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)  # type: ignore[assignment]
             if use_gzip
-            else self._raw
+            else raw
         )
         self._buf: list[bytes] = []
         self._size = 0
@@ -147,23 +147,22 @@ class _LineWriter:
             self._size = 0
 
     def close(self) -> None:
-        """Flush, end the gzip stream, close the file and rename it into place.
+        """Flush, end the gzip stream and publish the file at ``path``.
 
-        Cost: O(bytes buffered); raises OSError (write, rename).
+        Cost: O(bytes buffered) and an fsync; raises OSError (write, rename), the file then dropped.
         """
-        self.flush()
-        if self._out is not self._raw:
-            self._out.close()
-        self._raw.close()
-        os.replace(self._temp, self.path)
+        try:
+            self.flush()
+            if self._out is not self._file.handle:
+                self._out.close()
+        except BaseException:
+            self._file.abort()
+            raise
+        self._file.commit()
 
     def abort(self) -> None:
-        """Close and remove the unfinished file; ``path`` is left as it was. Cost: O(1); raises nothing."""
-        try:
-            self._raw.close()
-        except OSError:
-            pass
-        self._temp.unlink(missing_ok=True)
+        """Drop the unfinished file; ``path`` is left as it was. Cost: O(1); raises nothing."""
+        self._file.abort()
 
 
 # ---------------------------------------------------------------------------------------------
